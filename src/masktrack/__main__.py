@@ -1,0 +1,5 @@
+import sys
+
+from masktrack.cli import main
+
+sys.exit(main())

@@ -1,0 +1,65 @@
+"""The `masktrack` command: one subcommand per pipeline stage.
+
+Each subcommand lives in its own module ``masktrack.cli.<name>`` exposing
+``HELP`` (one line), ``EXAMPLES`` (epilog text), ``add_arguments(parser)`` and
+``run(args) -> int``. Modules import heavy libraries (torch) inside ``run`` so
+that ``masktrack --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from masktrack import __version__
+from masktrack.errors import InputError
+
+SUBCOMMANDS = ("synth", "deform", "train", "segment", "eval", "report", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="masktrack",
+        description="MaskTrack video object segmentation: train, fine-tune, segment, evaluate.",
+        epilog="Run `masktrack <command> --help` for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"masktrack {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"masktrack.cli.{name}")
+        sub = commands.add_parser(
+            name,
+            help=module.HELP,
+            description=module.HELP,
+            epilog=module.EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except InputError as error:
+        if args.debug:
+            raise
+        print(f"masktrack {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"masktrack {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - one line for users; --debug shows the traceback
+        if args.debug:
+            raise
+        print(f"masktrack {args.command}: error: {type(error).__name__}: {error} (rerun with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data layer: mask formats, lazy video/frame readers, training datasets, synthetic videos."""
