@@ -1,12 +1,30 @@
-"""`masktrack report` (placeholder until its module lands)."""
+"""`masktrack report`: a self-contained HTML report of a segmentation run."""
 
-HELP = "report (not yet available)"
-EXAMPLES = ""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "write a self-contained HTML report (scores, plots, overlays, worst frames, timings) of a run folder"
+EXAMPLES = """examples:
+  masktrack report runs/val                            # writes runs/val/report/index.html
+  masktrack report runs/val --images data/DAVIS        # draw masks over the frames, compare with ground truth
+  masktrack report runs/val --out /tmp/val-report
+
+RUN_DIR is the output of `masktrack segment` (<seq>/<frame>.png), optionally with eval/
+(from `masktrack eval`), overlays/<seq>.mp4, timings.json and config.yaml. Open index.html
+in a browser; the folder can be copied or archived as a whole."""
 
 
-def add_arguments(parser) -> None:
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder with prediction PNGs per sequence")
+    parser.add_argument("--images", type=Path, metavar="DATASET_ROOT", help="DAVIS-layout dataset with the frames and ground truth")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="report folder (default: RUN_DIR/report; a previous report there is replaced)")
 
 
-def run(args) -> int:
-    raise NotImplementedError("masktrack report is not yet available")
+def run(args: argparse.Namespace) -> int:
+    from masktrack.report import write_report
+
+    page = write_report(args.run_dir, out_dir=args.out, images_root=args.images, progress=True)
+    print(f"wrote {page}")
+    return 0

@@ -30,40 +30,76 @@ def davis_palette() -> np.ndarray:
 DAVIS_PALETTE = davis_palette()
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """Read a mask PNG as a label mask.
+VOID_ID = 255  # DAVIS/PASCAL "void" label (unlabelled pixels); never an object id
+MAX_GREY_ID = 64  # a greyscale mask with several non-zero values holds ids up to this
 
-    - palette ("P") images: the palette indices are the ids;
-    - greyscale/binary images: every non-zero pixel is object 1 (DAVIS 2016 style, 0/255);
-    - RGB(A) colour-coded images: each colour is an object; colours of the DAVIS palette keep
-      their index, other colours get ids in order of first appearance in raster order.
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a mask PNG as a label mask with object ids 1..254.
+
+    - palette ("P") images: the palette indices are the ids; index 255 is DAVIS "void" and
+      becomes background, except in a mask whose only non-zero index is 255 (binary: object 1);
+    - greyscale images (and RGB ones with equal channels): a single non-zero value (0/255,
+      0/1, ...) is object 1; several non-zero values are ids, all of them at most
+      ``MAX_GREY_ID`` (soft or anti-aliased masks are refused);
+    - RGB(A) colour-coded images: each colour is an object (fully transparent pixels are
+      background); colours of the DAVIS palette keep their index, other colours get ids in
+      order of first appearance in raster order.
+
+    Raises ``InputError`` naming the file when it is unreadable or holds no valid ids.
     """
     path = Path(path)
     try:
         with Image.open(path) as image:
             image.load()
             mode = image.mode
-            array = np.asarray(image)
+            array = np.array(image)
     except FileNotFoundError:
         raise InputError(f"{path}: mask file not found") from None
     except (OSError, ValueError) as error:
         raise InputError(f"{path}: cannot read mask image ({error})") from None
     if mode == "P":
-        return array.astype(np.uint8, copy=False)
+        return _palette_to_labels(array)
     if mode in ("1", "L", "I", "I;16", "F", "LA"):
-        if array.ndim == 3:
-            array = array[..., 0]
-        return (array > 0).astype(np.uint8)
+        return _grey_to_labels(array[..., 0] if array.ndim == 3 else array, path)
     if mode in ("RGB", "RGBA"):
-        return _colours_to_labels(array[..., :3], path)
+        rgb = array[..., :3].copy()
+        if mode == "RGBA":
+            rgb[array[..., 3] == 0] = 0
+        if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+            return _grey_to_labels(rgb[..., 0], path)
+        return _colours_to_labels(rgb, path)
     raise InputError(f"{path}: unsupported mask image mode {mode!r}")
 
 
+def _palette_to_labels(indices: np.ndarray) -> np.ndarray:
+    labels = indices.astype(np.uint8, copy=False)
+    void = labels == VOID_ID
+    if not void.any():
+        return labels
+    if not (labels[~void] > 0).any():
+        return void.astype(np.uint8)  # a binary mask stored as palette indices 0/255
+    return np.where(void, 0, labels).astype(np.uint8)
+
+
+def _grey_to_labels(values: np.ndarray, path: Path) -> np.ndarray:
+    present = np.unique(values)
+    present = present[present != 0]
+    if len(present) <= 1:
+        return (values != 0).astype(np.uint8)
+    if present.max() <= MAX_GREY_ID and np.all(present == np.round(present)):
+        return values.astype(np.uint8)
+    shown = ", ".join(str(v) for v in present[:5]) + (", ..." if len(present) > 5 else "")
+    raise InputError(
+        f"{path}: greyscale mask has values {shown}: expected binary (0 and one value) or object ids "
+        f"up to {MAX_GREY_ID} (a soft or anti-aliased mask? save it as a palette PNG)"
+    )
+
+
 def _colours_to_labels(rgb: np.ndarray, path: Path) -> np.ndarray:
-    codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    codes = _colour_codes(rgb)
     colours, first_index, inverse = np.unique(codes.ravel(), return_index=True, return_inverse=True)
-    palette_codes = (DAVIS_PALETTE[:, 0].astype(np.int32) << 16) | (DAVIS_PALETTE[:, 1].astype(np.int32) << 8) | DAVIS_PALETTE[:, 2]
-    palette_lookup = {int(code): index for index, code in enumerate(palette_codes)}
+    palette_lookup = {int(code): index for index, code in enumerate(_colour_codes(DAVIS_PALETTE)) if index != VOID_ID}
     ids = np.zeros(len(colours), dtype=np.int64)
     used = {palette_lookup[int(c)] for c in colours if int(c) in palette_lookup}
     next_id = 1
@@ -74,11 +110,17 @@ def _colours_to_labels(rgb: np.ndarray, path: Path) -> np.ndarray:
             continue
         while next_id in used:
             next_id += 1
-        if next_id > 255:
-            raise InputError(f"{path}: more than 255 object colours")
+        if next_id >= VOID_ID:
+            raise InputError(f"{path}: more than {VOID_ID - 1} object colours (a photo, or a lossy/anti-aliased mask?)")
         ids[order] = next_id
         used.add(next_id)
     return ids[inverse].reshape(codes.shape).astype(np.uint8)
+
+
+def _colour_codes(rgb: np.ndarray) -> np.ndarray:
+    """One int32 per colour: 0xRRGGBB."""
+    rgb = rgb.astype(np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
 def write_mask(path: str | Path, labels: np.ndarray) -> None:
@@ -86,9 +128,11 @@ def write_mask(path: str | Path, labels: np.ndarray) -> None:
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"label mask must be 2-D, got shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(f"label ids must be in 0..255, got {labels.min()}..{labels.max()}")
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     image.putpalette(DAVIS_PALETTE.ravel().tolist())
-    image.save(path)
+    image.save(path, format="PNG")
 
 
 def object_ids(labels: np.ndarray) -> list[int]:

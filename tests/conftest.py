@@ -1,0 +1,22 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from masktrack.data.synth import generate_dataset
+
+SYNTHETIC_DAVIS = {"num_videos": 4, "num_frames": 12, "size": (96, 128), "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def synthetic_davis(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic dataset in the DAVIS 2017 layout; returns its root.
+
+    Sequences ``synth-000`` .. ``synth-003`` (12 frames at 96x128, under ``96p``), 2-3 objects
+    each; train = synth-000..002, val = synth-003. synth-001 and synth-003 have an object that
+    appears mid-video; synth-002 has one that leaves the frame. Treat it as read-only.
+    """
+    return generate_dataset(tmp_path_factory.mktemp("synthetic_davis"), **SYNTHETIC_DAVIS)
