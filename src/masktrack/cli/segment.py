@@ -1,12 +1,93 @@
-"""`masktrack segment` (placeholder until its module lands)."""
+"""`masktrack segment`: fine-tune on the given masks, then segment every frame."""
 
-HELP = "segment (not yet available)"
-EXAMPLES = ""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "segment objects through videos: online fine-tuning, then frame-by-frame propagation"
+EXAMPLES = """\
+examples:
+  # a video file and the mask of its first frame (palette, binary or colour-coded PNG)
+  masktrack segment clip.mp4 --mask first.png --weights parent.safetensors --out runs/clip
+
+  # a frame folder, with a mask for each frame where new objects appear (named like the frames)
+  masktrack segment frames/ --mask 00000.png --mask 00005.png --weights parent.safetensors --out runs/f
+
+  # the DAVIS val split at 240p, shared fine-tuning, overlays, a CodaLab zip; scored when ground truth exists
+  masktrack segment --davis data/davis2016 --split val --size 240 --overlay --zip --out runs/davis-val
+
+  # no fine-tuning, one network per object, on the GPU
+  masktrack segment clip.mp4 --mask first.png --finetune-steps 0 --device cuda --out runs/plain
+
+  # shard a split over 4 processes writing one run folder
+  torchrun --nproc-per-node 4 -m masktrack segment --davis data/davis2016 --split val --out runs/davis-val
+
+outputs (OUT = --out):
+  OUT/<seq>/<frame>.png  OUT/overlays/<seq>.mp4  OUT/probabilities/<seq>/<frame>.npz
+  OUT/timings.json  OUT/config.yaml  OUT/eval/  OUT/report/  OUT/submission.zip
+"""
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("input (one of)")
+    source.add_argument("input", nargs="?", type=Path, help="video file, frame folder or DAVIS-layout sequence folder")
+    source.add_argument("--davis", type=Path, metavar="ROOT", help="a DAVIS dataset root (with --split)")
+    source.add_argument("--youtube-vos", type=Path, metavar="ROOT", help="a YouTube-VOS dataset root (with --split)")
+    source.add_argument("--split", help="dataset split, e.g. val (DAVIS) or valid (YouTube-VOS)")
+    source.add_argument("--sequences", nargs="+", metavar="NAME", help="only these sequences of the split")
+    source.add_argument("--mask", action="append", type=Path, default=[], metavar="PNG",
+                        help="mask PNG of the objects given at the frame of the same name (repeatable; "
+                        "a single mask belongs to the first frame)")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder to create")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    parser.add_argument("--weights", type=Path, metavar="CKPT", help="parent model checkpoint (.safetensors); default: the shipped model")
+    parser.add_argument("--config", type=Path, metavar="YAML", help="settings file (finetune:, propagate:, seed:), overridden by the flags below")
+    parser.add_argument("--finetune-steps", type=int, metavar="N", help="online fine-tuning steps (0: use the parent as is)")
+    parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="one network for all objects, or one per object")
+    parser.add_argument("--size", type=int, metavar="H", help="network input height (frames are resized; masks come back at frame size)")
+    parser.add_argument("--overlay", action="store_true", help="write OUT/overlays/<seq>.mp4")
+    parser.add_argument("--zip", action="store_true", help="write OUT/submission.zip with <seq>/<frame>.png entries")
+    parser.add_argument("--save-probabilities", action="store_true", help="write per-object probabilities (uint8 npz per frame)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores, shared by torchrun processes)")
+    parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def add_arguments(parser) -> None:
-    pass
+def run(args: argparse.Namespace) -> int:
+    import time
 
+    import torch
 
-def run(args) -> int:
-    raise NotImplementedError("masktrack segment is not yet available")
+    from masktrack.propagate.distributed import close_ranks, init_ranks, shared_output_dir
+    from masktrack.propagate.pipeline import segment_sequence
+    from masktrack.propagate.run import (
+        choose_device, finish_run, inherit_offline_settings, load_parent, open_sequences, segment_config, set_threads,
+    )
+
+    start = time.perf_counter()
+    config = segment_config(args.config, args.finetune_steps, args.finetune_mode, args.size)
+    device = choose_device(args.device)
+    sequences = open_sequences(args.input, args.mask, args.davis, args.youtube_vos, args.split, args.sequences)
+    ranks = init_ranks(device)
+    try:
+        if device.startswith("cuda") and ranks.world_size > 1:
+            device = f"cuda:{torch.cuda.current_device()}"
+        set_threads(args.threads, ranks.world_size, device)
+        parent, metadata = load_parent(args.weights, device)
+        inherit_offline_settings(config, metadata)
+        with shared_output_dir(args.out, args.overwrite, ranks) as run_dir:
+            results = ranks.run_everywhere(lambda: {
+                sequence.name: segment_sequence(parent, sequence, config, run_dir, device, args.overlay,
+                                                args.save_probabilities, progress=not args.quiet)
+                for sequence in ranks.shard(sequences)
+            })
+            if ranks.is_main:
+                timings = {name: timing for result in results for name, timing in result.items()}
+                finish_run(run_dir, sequences, timings, config, vars(args), device, time.perf_counter() - start,
+                           zip_masks=args.zip, report=not args.no_report, images_root=args.davis)
+    finally:
+        close_ranks(ranks)
+    if ranks.is_main and not args.quiet:
+        print(f"masktrack segment: wrote {args.out}")
+    return 0

@@ -1,0 +1,242 @@
+"""DAVIS 2017 semi-supervised evaluation of predicted mask folders against ground truth.
+
+``GT_ROOT/<seq>/*.png`` and ``PRED_ROOT/<seq>/*.png``: the objects of a sequence are the ids of
+its first ground-truth frame; every ground-truth frame but the first and the last is scored, and
+needs a prediction of the same name and size. An object missing from a prediction is an empty
+mask; a predicted id that the first ground-truth frame lacks is an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from masktrack.atomic import atomic_file
+from masktrack.data.masks import VOID_ID, object_ids, read_mask
+from masktrack.errors import InputError
+from masktrack.evaluate.metrics import Statistics, frame_scores, statistics
+from masktrack.evaluate.plots import jf_per_object_png
+from masktrack.evaluate.png import GREY, PALETTE, decode_samples
+
+GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
+GLOBAL_CSV = "global_results.csv"
+SEQUENCE_CSV = "per-sequence_results.csv"
+PER_FRAME_JSON = "per-frame_results.json"
+PLOT_PNG = "jf_per_object.png"
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectResult:
+    """Per-frame J and F of one object over the scored frames of its sequence."""
+
+    sequence: str
+    object_id: int
+    frames: tuple[str, ...]  # frame names without ".png"
+    j: np.ndarray
+    f: np.ndarray
+
+    @property
+    def name(self) -> str:
+        """The official row name ``<seq>_<id>``."""
+        return f"{self.sequence}_{self.object_id}"
+
+    @property
+    def j_statistics(self) -> Statistics:
+        return statistics(self.j)
+
+    @property
+    def f_statistics(self) -> Statistics:
+        return statistics(self.f)
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """All evaluated objects, in sequence order then id order."""
+
+    objects: tuple[ObjectResult, ...]
+
+    @property
+    def global_metrics(self) -> dict[str, float]:
+        """The official global figures: means over objects of each object's statistics."""
+        j = [obj.j_statistics for obj in self.objects]
+        f = [obj.f_statistics for obj in self.objects]
+        j_mean = float(np.mean([s.mean for s in j]))
+        f_mean = float(np.mean([s.mean for s in f]))
+        values = (
+            (j_mean + f_mean) / 2,
+            j_mean,
+            float(np.mean([s.recall for s in j])),
+            float(np.mean([s.decay for s in j])),
+            f_mean,
+            float(np.mean([s.recall for s in f])),
+            float(np.mean([s.decay for s in f])),
+        )
+        return dict(zip(GLOBAL_COLUMNS, values))
+
+    def per_frame(self) -> dict[str, dict[str, dict[str, list]]]:
+        """``{seq: {obj_id: {"frames": [...], "J": [...], "F": [...]}}}`` (the JSON schema)."""
+        table: dict[str, dict[str, dict[str, list]]] = {}
+        for obj in self.objects:
+            table.setdefault(obj.sequence, {})[str(obj.object_id)] = {"frames": list(obj.frames), "J": obj.j.tolist(), "F": obj.f.tolist()}
+        return table
+
+
+def evaluate_sequence(gt_root: Path, pred_root: Path, sequence: str) -> list[ObjectResult]:
+    """Evaluate one sequence; raises InputError naming the offending file."""
+    gt_dir, pred_dir = Path(gt_root) / sequence, Path(pred_root) / sequence
+    frames = _mask_names(gt_dir)
+    if len(frames) < 3:
+        raise InputError(f"{gt_dir}: needs at least 3 annotated frames (the first and last are not scored), found {len(frames)}")
+    ids = object_ids(read_mask(gt_dir / frames[0]))
+    if not ids:
+        raise InputError(f"{gt_dir / frames[0]}: the first ground-truth frame has no object")
+    contiguous = ids == list(range(1, len(ids) + 1))
+    scored = frames[1:-1]
+    j = np.empty((len(scored), len(ids)))
+    f = np.empty((len(scored), len(ids)))
+    for t, name in enumerate(scored):
+        gt = _read_labels(gt_dir / name)
+        pred = _read_labels(pred_dir / name)
+        if pred.shape != gt.shape:
+            raise InputError(f"{pred_dir / name}: size {pred.shape[1]}x{pred.shape[0]} differs from the ground truth's {gt.shape[1]}x{gt.shape[0]}")
+        if int(pred.max()) > ids[-1] or not contiguous:
+            extra = sorted(set(np.flatnonzero(np.bincount(pred.ravel(), minlength=256)).tolist()) - {0, *ids})
+            if extra:
+                raise InputError(f"{pred_dir / name}: object id(s) {extra} absent from the first ground-truth frame {gt_dir / frames[0]}")
+        j[t], f[t] = frame_scores(gt, pred, ids)
+    names = tuple(Path(name).stem for name in scored)
+    return [ObjectResult(sequence, object_id, names, j[:, k].copy(), f[:, k].copy()) for k, object_id in enumerate(ids)]
+
+
+def evaluate_dataset(
+    gt_root: Path,
+    pred_root: Path,
+    sequences: list[str] | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Evaluate ``sequences`` (default: every sub-folder of ``gt_root``) with ``workers`` processes."""
+    gt_root, pred_root = Path(gt_root), Path(pred_root)
+    if workers < 1:
+        raise InputError(f"workers must be at least 1, got {workers}")
+    for root in (gt_root, pred_root):
+        if not root.is_dir():
+            raise InputError(f"{root}: folder not found")
+    if sequences is None:
+        names = sorted(p.name for p in gt_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    else:
+        names = list(sequences)
+    if not names:
+        raise InputError(f"{gt_root}: no sequence folders")
+    if len(set(names)) != len(names):
+        raise InputError(f"sequence list names {sorted({n for n in names if names.count(n) > 1})} more than once")
+    for name in names:
+        _check_sequence_name(name)
+        for root in (gt_root, pred_root):
+            if not (root / name).is_dir():
+                raise InputError(f"{root / name}: sequence folder not found")
+    # Longest sequences first keeps the workers evenly busy.
+    schedule = sorted(names, key=lambda name: -len(_mask_names(gt_root / name)))
+    task = partial(_evaluate_named, gt_root, pred_root)
+    results: dict[str, list[ObjectResult]] = {}
+    with _unordered_map(min(workers, len(names))) as mapper:
+        for name, objects in tqdm(mapper(task, schedule), total=len(names), desc="eval", unit="seq", disable=not progress):
+            results[name] = objects
+    return EvaluationResult(tuple(obj for name in names for obj in results[name]))
+
+
+def write_results(result: EvaluationResult, out_dir: Path) -> None:
+    """Write the two official CSVs, the per-frame JSON and the per-object plot into ``out_dir``.
+
+    Every file is rendered first and then moved into place, so a failure leaves no partial file.
+    """
+    out_dir = Path(out_dir)
+    contents = {
+        GLOBAL_CSV: _csv_bytes([GLOBAL_COLUMNS, list(result.global_metrics.values())]),
+        SEQUENCE_CSV: _csv_bytes([("Sequence", "J-Mean", "F-Mean")] + [(o.name, o.j_statistics.mean, o.f_statistics.mean) for o in result.objects]),
+        PER_FRAME_JSON: json.dumps(result.per_frame()).encode(),
+        PLOT_PNG: jf_per_object_png(
+            [o.name for o in result.objects], [o.j_statistics.mean for o in result.objects], [o.f_statistics.mean for o in result.objects]
+        ),
+    }
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        for name, data in contents.items():
+            stack.enter_context(atomic_file(out_dir / name)).write_bytes(data)
+
+
+def _read_labels(path: Path) -> np.ndarray:
+    """``read_mask(path)``, faster for the two DAVIS formats.
+
+    An 8-bit palette PNG without index 255 (void) is its indices, and an 8-bit greyscale PNG
+    with one non-zero value is object 1, exactly as ``read_mask`` has it, but decoded by
+    ``decode_samples`` and without a full-frame ``np.unique``. Anything else, errors included,
+    goes to ``read_mask``.
+    """
+    try:
+        decoded = decode_samples(path.read_bytes())
+    except OSError:
+        decoded = None
+    if decoded is not None:
+        samples, colour_type = decoded
+        if colour_type == PALETTE and samples.max() < VOID_ID:
+            return samples
+        if colour_type == GREY:
+            low, high, _, _ = cv2.minMaxLoc(samples, mask=samples)  # over the non-zero pixels
+            if low == high:
+                return np.not_equal(samples, 0).view(np.uint8)
+    return read_mask(path)
+
+
+def _evaluate_named(gt_root: Path, pred_root: Path, sequence: str) -> tuple[str, list[ObjectResult]]:
+    return sequence, evaluate_sequence(gt_root, pred_root, sequence)
+
+
+@contextmanager
+def _unordered_map(workers: int) -> Iterator:
+    """``map(func, items)`` yielding results as they finish: in-process, or over a process pool.
+
+    OpenCV runs single-threaded meanwhile, so ``workers`` is the number of busy cores.
+    """
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        if workers == 1:
+            yield map
+        else:
+            with multiprocessing.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+                yield partial(pool.imap_unordered, chunksize=1)
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _mask_names(folder: Path) -> list[str]:
+    try:
+        return sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(".png"))
+    except OSError as error:
+        raise InputError(f"{folder}: cannot list the sequence folder ({error.strerror})") from None
+
+
+def _check_sequence_name(name: str) -> None:
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise InputError(f"{name!r}: not a sequence name (a plain folder name is expected)")
+
+
+def _csv_bytes(rows: Sequence[Sequence]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode()

@@ -1,0 +1,66 @@
+"""MaskTrackNet checkpoints: safetensors files whose header carries the model config.
+
+The header metadata holds ``masktrack_config`` (``ModelConfig.to_dict()`` as JSON) and
+``masktrack_metadata`` (the caller's JSON-serialisable dict), so a checkpoint rebuilds its
+own network and never needs pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from masktrack.atomic import atomic_file
+from masktrack.errors import InputError
+from masktrack.model.network import MaskTrackNet, ModelConfig
+
+CONFIG_KEY = "masktrack_config"
+METADATA_KEY = "masktrack_metadata"
+
+
+def save_checkpoint(path: str | Path, model: MaskTrackNet, metadata: dict[str, Any] | None = None) -> None:
+    """Write ``model``'s weights, config and ``metadata`` (JSON-serialisable) to ``path`` atomically."""
+    if model.inference_only:
+        raise ValueError("cannot save a model prepared for inference (batch norms folded); save the original")
+    header = {CONFIG_KEY: json.dumps(model.config.to_dict()), METADATA_KEY: json.dumps(metadata or {})}
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    with atomic_file(path) as temporary:
+        save_file(tensors, temporary, metadata=header)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[MaskTrackNet, dict[str, Any]]:
+    """Rebuild the model saved at ``path`` (in eval mode, on ``map_location``) and its metadata.
+
+    Raises InputError for a missing or unreadable file, or one that is not a masktrack checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        with safe_open(path, framework="pt", device="cpu") as handle:
+            header = handle.metadata() or {}
+            state = {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as error:  # safetensors raises its own error types for truncated or foreign files
+        raise InputError(f"{path}: not a safetensors checkpoint ({error})") from error
+    if CONFIG_KEY not in header:
+        raise InputError(f"{path}: no masktrack model config in the file (not a masktrack checkpoint)")
+    try:
+        values = json.loads(header[CONFIG_KEY])
+        metadata = json.loads(header.get(METADATA_KEY, "{}"))
+        if not isinstance(values, dict) or not isinstance(metadata, dict):
+            raise ValueError("config and metadata must be JSON objects")
+        config = ModelConfig.from_dict(values)
+    except (ValueError, TypeError) as error:
+        raise InputError(f"{path}: bad masktrack model config ({error})") from error
+    model = MaskTrackNet(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        summary = " ".join(str(error).split())[:300]
+        raise InputError(f"{path}: weights do not match the stored model config ({summary})") from error
+    return model.to(map_location).eval(), metadata

@@ -1,0 +1,134 @@
+"""Online fine-tuning: adapt the parent network to one video from its annotated frames.
+
+Each object contributes one sample: the frame where its mask is first given, and that mask.
+Training batches apply the offline stage's joint augmentation (flip, rotation, scale) and its
+previous-mask deformations, so the network learns this video's objects and how to refine a
+rough mask of them. Two modes:
+
+- ``per_object``: one deep copy of the parent per object, trained on that object alone (the
+  reference implementation's way); cost grows linearly with the number of objects;
+- ``shared``: one copy trained on all objects at once (each batch mixes objects); cost does not
+  depend on the number of objects, and propagation batches all objects in one forward pass.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from masktrack.augment.deform import DeformConfig, deform_masks
+from masktrack.augment.transforms import AugmentConfig, augment_batch
+from masktrack.propagate.propagate import image_tensor, mask_tensor, processing_size
+
+MODES = ("shared", "per_object")
+
+
+@dataclass
+class FinetuneConfig:
+    """Online fine-tuning settings; ``steps = 0`` uses the parent network unchanged."""
+
+    steps: int = 100
+    lr: float = 1e-4
+    batch_size: int = 4
+    mode: str = "shared"
+    size: int | None = None  # training sample height (the propagation size); None: frame size
+    augment: AugmentConfig | None = None  # None: the parent's offline settings (else the defaults)
+    deform: DeformConfig | None = None  # None: the parent's offline settings (else the defaults)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"fine-tuning mode must be one of {MODES}, got {self.mode!r}")
+        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("fine-tuning needs steps >= 0, batch_size >= 1 and lr > 0")
+
+
+def object_samples(
+    annotations: Sequence[tuple[np.ndarray, np.ndarray]], size: int | None, device: torch.device | str
+) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """Object ids, their frames ``(N, 3, h, w)`` and binary masks ``(N, h, w)`` at network size.
+
+    ``annotations`` holds ``(image (H, W, 3) uint8, labels (H, W) uint8)`` pairs, one per frame
+    where objects are first given; every object id must be given once.
+    """
+    ids: list[int] = []
+    images: list[torch.Tensor] = []
+    masks: list[torch.Tensor] = []
+    for image, labels in annotations:
+        shape = processing_size(labels.shape, size)
+        frame = image_tensor(image, shape, device)[0]
+        for object_id in (int(i) for i in np.unique(labels) if i != 0):
+            if object_id in ids:
+                raise ValueError(f"object {object_id} is given on more than one frame")
+            ids.append(object_id)
+            images.append(frame)
+            masks.append((mask_tensor(labels == object_id, shape, device) >= 0.5).float())
+    if not ids:
+        raise ValueError("no object masks to fine-tune on")
+    return ids, torch.stack(images), torch.stack(masks)
+
+
+def finetune(
+    model: nn.Module,
+    annotations: Sequence[tuple[np.ndarray, np.ndarray]],
+    config: FinetuneConfig,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+) -> dict[int, nn.Module]:
+    """Fine-tune copies of ``model`` on the given objects; return object id -> its network.
+
+    In ``shared`` mode every id maps to the same network. ``model`` itself is never changed,
+    so a parent can be fine-tuned for many videos in turn.
+    """
+    ids, images, masks = object_samples(annotations, config.size, device)
+    if config.mode == "per_object":
+        return {
+            object_id: _train_copy(model, images[k : k + 1], masks[k : k + 1], config, device, generator, progress, f"object {object_id}")
+            for k, object_id in enumerate(ids)
+        }
+    shared = _train_copy(model, images, masks, config, device, generator, progress, f"{len(ids)} object(s)")
+    return dict.fromkeys(ids, shared)
+
+
+def _train_copy(
+    parent: nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    config: FinetuneConfig,
+    device: torch.device | str,
+    generator: torch.Generator | None,
+    progress: bool,
+    label: str,
+) -> nn.Module:
+    """A copy of ``parent`` trained for ``config.steps`` steps on batches drawn from the samples."""
+    model = copy.deepcopy(parent).to(device)
+    if config.steps == 0:
+        return model.eval()
+    set_finetune_mode(model)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    out_size = tuple(images.shape[-2:])
+    for _ in tqdm(range(config.steps), desc=f"fine-tune {label}", unit="step", disable=not progress, leave=False):
+        pick = torch.randint(len(images), (config.batch_size,), generator=generator).to(images.device)
+        batch_images, batch_masks = augment_batch(images[pick], masks[pick], out_size, config.augment or AugmentConfig(), generator)
+        previous = deform_masks(batch_masks, config.deform or DeformConfig(), generator)
+        logits = model(batch_images, previous[:, None].to(batch_images.dtype))
+        loss = F.cross_entropy(logits, (batch_masks > 0.5).long())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def set_finetune_mode(model: nn.Module) -> None:
+    """Training mode with batch-norm statistics frozen (a few-sample batch must not move them)."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()

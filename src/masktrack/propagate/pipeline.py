@@ -1,0 +1,93 @@
+"""Segment one sequence end to end: fine-tune on its given masks, propagate, write outputs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from masktrack.augment.deform import DeformConfig
+from masktrack.augment.transforms import AugmentConfig
+from masktrack.data.sources import Sequence, first_appearances
+from masktrack.errors import InputError
+from masktrack.online.finetune import FinetuneConfig, finetune
+from masktrack.propagate.outputs import SequenceTiming, SequenceWriter
+from masktrack.propagate.propagate import PropagateConfig, propagate
+
+DEFAULT_FPS = 24.0
+
+
+@dataclass
+class SegmentConfig:
+    """Everything `masktrack segment` tunes: fine-tuning, propagation and the random seed."""
+
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    propagate: PropagateConfig = field(default_factory=PropagateConfig)
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> SegmentConfig:
+        """Build from nested plain values (e.g. a YAML file); unknown keys and bad values raise InputError.
+
+        A ``run:`` section (what a run folder's ``config.yaml`` records about the run) is ignored.
+        """
+        from masktrack.train.config import _build, _check_keys, _mapping  # not at import: train imports this package
+
+        values = {key: value for key, value in values.items() if key != "run"}
+        _check_keys(values, cls, source)
+        try:
+            finetune_values = dict(_mapping(values.get("finetune") or {}, f"{source}: finetune"))
+            for key, kind in (("augment", AugmentConfig), ("deform", DeformConfig)):
+                if finetune_values.get(key) is not None:
+                    finetune_values[key] = _build(kind, _mapping(finetune_values[key], f"{source}: finetune.{key}"), f"{source}: finetune.{key}")
+            return cls(
+                finetune=_build(FinetuneConfig, finetune_values, f"{source}: finetune"),
+                propagate=_build(PropagateConfig, _mapping(values.get("propagate") or {}, f"{source}: propagate"), f"{source}: propagate"),
+                seed=int(values.get("seed", 0)),
+            )
+        except (TypeError, ValueError) as error:
+            raise InputError(f"{source}: {error}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested values (tuples as lists), ready for YAML."""
+        from masktrack.train.config import _plain
+
+        return _plain(asdict(self))
+
+
+def segment_sequence(
+    parent: nn.Module,
+    sequence: Sequence,
+    config: SegmentConfig,
+    run_dir: Path,
+    device: torch.device | str = "cpu",
+    overlay: bool = False,
+    save_probabilities: bool = False,
+    progress: bool = True,
+) -> SequenceTiming:
+    """Fine-tune ``parent`` on ``sequence``'s given masks, propagate, write ``run_dir/<name>/``."""
+    appearances = first_appearances(sequence, first_frame_only=False)
+    if not any(labels.any() for labels in appearances.values()):
+        raise InputError(f"{sequence.name}: the given masks contain no object")
+    start = time.perf_counter()
+    annotations = [(sequence.read_frame(index), labels) for index, labels in sorted(appearances.items())]
+    generator = torch.Generator().manual_seed(config.seed)
+    models = finetune(parent, annotations, config.finetune, device, generator, progress=progress)
+    del annotations
+    finetune_s = time.perf_counter() - start
+    start = time.perf_counter()
+    fps = getattr(sequence, "fps", None) or DEFAULT_FPS
+    writer = SequenceWriter(run_dir, sequence.name, list(sequence.frame_names), fps if overlay else None, save_probabilities)
+    frames = 0
+    with writer:
+        stream = propagate(sequence.frames(), models, appearances, config.propagate, device)
+        for result in tqdm(stream, total=len(sequence), desc=f"segment {sequence.name}", unit="frame", disable=not progress, leave=False):
+            writer.write(result)
+            frames += 1
+    return SequenceTiming(frames=frames, finetune_s=round(finetune_s, 3), propagate_s=round(time.perf_counter() - start, 3))
+

@@ -1,0 +1,194 @@
+"""Frame-by-frame MaskTrack propagation of several objects, with streaming input and output.
+
+Each object's mask from the previous frame is the fourth input channel of its network. The
+objects sharing one network are batched into a single forward pass per frame. Per-object
+probabilities are resized to the frame size (bilinear) and merged into one label mask:
+
+    a pixel is background unless some object's probability exceeds 0.5; otherwise it goes to
+    the object with the highest probability (``argmax`` over ``[0.5, p_1, ..., p_K]``, ties to
+    the lowest index, so exactly 0.5 stays background).
+
+Previous masks are dilated by a disk (``dilate_previous``, by default the radius the training
+deformations dilate by) so that they look like the rough masks the network was trained on: a
+network trained on dilated masks shrinks an exact one, and would shrink it a little more every frame.
+
+Vanished objects: an object whose merged mask becomes empty is *lost*. It keeps being
+evaluated with an empty previous mask, but its prediction is accepted only where its
+probability exceeds ``redetect_confidence`` and only when that confident region covers at
+least ``redetect_min_area`` of the frame; otherwise it stays empty. So a lost object never
+drags a stale mask along, and one that comes back clearly is picked up again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from masktrack.augment.deform import REFERENCE_HEIGHT, DeformConfig
+from masktrack.augment.deform import _dilate_disk as dilate_disk
+
+BACKGROUND_THRESHOLD = 0.5
+
+
+@dataclass
+class PropagateConfig:
+    """How masks are carried from frame to frame."""
+
+    size: int | None = None  # network input height (width keeps the aspect ratio); None: frame size
+    soft_masks: bool = False  # previous mask: merged hard mask (False) or the object's own probabilities
+    redetect_confidence: float = 0.9  # a lost object's probability must exceed this to come back
+    redetect_min_area: float = 0.001  # ... over at least this fraction of the frame
+    dilate_previous: float | None = None  # disk radius (px at 480p) of the previous masks; None: the training dilation
+
+
+@dataclass
+class FrameResult:
+    """One propagated frame: the input image, merged labels and per-object probabilities."""
+
+    index: int
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    labels: np.ndarray  # (H, W) uint8, 0 = background
+    probabilities: dict[int, torch.Tensor]  # object id -> (H, W) float in [0, 1] (predicted objects only)
+
+
+def processing_size(frame_size: tuple[int, int], height: int | None) -> tuple[int, int]:
+    """Network input ``(h, w)`` for a frame of ``(H, W)`` resized to ``height`` (aspect kept)."""
+    frame_height, frame_width = frame_size
+    if height is None or height == frame_height:
+        return frame_height, frame_width
+    return height, max(1, round(frame_width * height / frame_height))
+
+
+def merge_probabilities(probabilities: torch.Tensor, ids: list[int]) -> torch.Tensor:
+    """Merge ``(K, H, W)`` object probabilities into an ``(H, W)`` uint8 label mask (rule above)."""
+    if len(ids) != probabilities.shape[0]:
+        raise ValueError(f"{len(ids)} ids for {probabilities.shape[0]} probability maps")
+    if not ids:
+        return torch.zeros(probabilities.shape[1:], dtype=torch.uint8, device=probabilities.device)
+    background = torch.full_like(probabilities[:1], BACKGROUND_THRESHOLD)
+    winner = torch.cat([background, probabilities]).argmax(dim=0)
+    lookup = torch.tensor([0, *ids], dtype=torch.uint8, device=probabilities.device)
+    return lookup[winner]
+
+
+def suppress_unconfident(probabilities: torch.Tensor, confidence: float, min_area: float) -> torch.Tensor:
+    """Keep a lost object's ``(H, W)`` probabilities only where confident and only if large enough."""
+    confident = probabilities > confidence
+    if confident.float().mean().item() < min_area:
+        return torch.zeros_like(probabilities)
+    return probabilities * confident
+
+
+def image_tensor(image: np.ndarray, size: tuple[int, int], device: torch.device | str) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 RGB -> ``(1, 3, h, w)`` float in [0, 1], resized (antialiased) to ``size``."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 255.0
+    if tuple(tensor.shape[-2:]) != tuple(size):
+        tensor = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+    return tensor
+
+
+def mask_tensor(mask: np.ndarray | torch.Tensor, size: tuple[int, int], device: torch.device | str) -> torch.Tensor:
+    """Binary or soft ``(H, W)`` mask -> ``(h, w)`` float in [0, 1] (area-resized when shrinking)."""
+    tensor = torch.as_tensor(np.asarray(mask) if not torch.is_tensor(mask) else mask, device=device).float()
+    if tuple(tensor.shape) == tuple(size):
+        return tensor
+    shrinking = size[0] < tensor.shape[0]
+    resized = F.interpolate(tensor[None, None], size=size, mode="area" if shrinking else "bilinear", align_corners=None if shrinking else False)
+    return resized[0, 0].clamp_(0, 1)
+
+
+def group_by_network(models: Mapping[int, nn.Module], ids: list[int]) -> list[tuple[nn.Module, list[int]]]:
+    """Objects that share a network, so that each network runs once per frame on a batch."""
+    groups: dict[int, tuple[nn.Module, list[int]]] = {}
+    for object_id in ids:
+        model = models[object_id]
+        groups.setdefault(id(model), (model, []))[1].append(object_id)
+    return list(groups.values())
+
+
+def predict(
+    models: Mapping[int, nn.Module], image: torch.Tensor, previous: Mapping[int, torch.Tensor], dilation: float = 0.0
+) -> dict[int, torch.Tensor]:
+    """Object probabilities ``(h, w)`` for each id in ``previous``, one forward pass per network.
+
+    The previous masks are dilated by a disk of ``dilation`` pixels first.
+    """
+    probabilities: dict[int, torch.Tensor] = {}
+    for model, ids in group_by_network(models, list(previous)):
+        masks = torch.stack([previous[i] for i in ids])
+        masks = (dilate_disk(masks, dilation) if dilation > 0 else masks)[:, None]
+        images = image.expand(len(ids), -1, -1, -1)
+        if image.device.type == "cpu":
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = model(images, masks)
+        object_probability = logits.float().softmax(dim=1)[:, 1]
+        probabilities.update(zip(ids, object_probability))
+    return probabilities
+
+
+@torch.inference_mode()
+def propagate(
+    frames: Iterable[np.ndarray],
+    models: Mapping[int, nn.Module],
+    appearances: Mapping[int, np.ndarray],
+    config: PropagateConfig,
+    device: torch.device | str = "cpu",
+) -> Iterator[FrameResult]:
+    """Segment a stream of frames, yielding one :class:`FrameResult` per frame as it is decoded.
+
+    ``models`` maps each object id to its (fine-tuned) network; ``appearances`` maps a frame
+    index to the label mask of the objects first given at that frame. A given mask is used
+    as-is at its frame, painted over the predictions of the objects already tracked.
+    Only the previous frame's state is kept, so memory does not grow with the video's length.
+    """
+    for model in {id(m): m for m in models.values()}.values():
+        model.eval()
+    dilation = DeformConfig().dilate_radius if config.dilate_previous is None else config.dilate_previous
+    previous: dict[int, torch.Tensor] = {}  # object id -> (h, w) previous mask at network size
+    lost: set[int] = set()
+    for index, image in enumerate(frames):
+        frame_size = image.shape[:2]
+        size = processing_size(frame_size, config.size)
+        full: dict[int, torch.Tensor] = {}
+        if previous:
+            small = predict(models, image_tensor(image, size, device), previous, dilation * size[0] / REFERENCE_HEIGHT)
+            ids = list(small)
+            full_stack = torch.stack([small[i] for i in ids])
+            if tuple(size) != tuple(frame_size):
+                full_stack = F.interpolate(full_stack[None], size=frame_size, mode="bilinear", align_corners=False)[0]
+            full = dict(zip(ids, full_stack))
+            for object_id in lost & set(ids):
+                full[object_id] = suppress_unconfident(full[object_id], config.redetect_confidence, config.redetect_min_area)
+            labels = merge_probabilities(torch.stack([full[i] for i in ids]), ids)
+        else:
+            labels = torch.zeros(frame_size, dtype=torch.uint8, device=device)
+        given = appearances.get(index)
+        if given is not None:
+            given_tensor = torch.as_tensor(given, device=device)
+            labels = torch.where(given_tensor > 0, given_tensor.to(torch.uint8), labels)
+            new_ids = [int(i) for i in torch.unique(given_tensor).tolist() if i != 0]
+            unknown = [i for i in new_ids if i not in models]
+            if unknown:
+                raise ValueError(f"frame {index}: no network for object ids {unknown}")
+        else:
+            new_ids = []
+        for object_id in [*full, *(i for i in new_ids if i not in full)]:
+            hard = labels == object_id
+            if not bool(hard.any()):
+                lost.add(object_id)
+                previous[object_id] = torch.zeros(size, device=device)
+                continue
+            lost.discard(object_id)
+            soft = config.soft_masks and object_id in full and object_id not in new_ids
+            previous[object_id] = mask_tensor(full[object_id] if soft else hard, size, device)
+        yield FrameResult(
+            index=index,
+            image=image,
+            labels=labels.cpu().numpy(),
+            probabilities=full,
+        )

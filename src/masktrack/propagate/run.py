@@ -1,0 +1,189 @@
+"""A `masktrack segment` run: inputs, parent model, device, and the files that finish a run folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence as SequenceOf
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from masktrack.atomic import atomic_file
+from masktrack.data.sources import Sequence, open_davis, open_input, open_youtube_vos
+from masktrack.errors import InputError
+from masktrack.model.checkpoint import load_checkpoint
+from masktrack.propagate.outputs import SequenceTiming, write_submission_zip, write_timings
+from masktrack.propagate.pipeline import SegmentConfig
+
+SHIPPED_WEIGHTS = "weights/default.safetensors"  # package data of masktrack
+CONFIG_YAML = "config.yaml"
+
+
+def segment_config(path: Path | None, steps: int | None, mode: str | None, size: int | None) -> SegmentConfig:
+    """Settings from a YAML file (or the defaults), then the command-line overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise InputError(f"{path}: cannot read settings ({error})") from None
+    config = SegmentConfig.from_dict(values, source=str(path or "settings"))
+    if steps is not None:
+        if steps < 0:
+            raise InputError(f"--finetune-steps must be >= 0, got {steps}")
+        config.finetune.steps = steps
+    if mode is not None:
+        config.finetune.mode = mode
+    if size is not None:
+        if size < 16:
+            raise InputError(f"--size must be at least 16 pixels, got {size}")
+        config.finetune.size = config.propagate.size = size
+    return config
+
+
+def choose_device(name: str | None) -> str:
+    """``name``, or CUDA when available else CPU; an unavailable CUDA device is an input error."""
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise InputError(f"--device {name}: expected cpu, cuda or cuda:N")
+    return name
+
+
+def set_threads(threads: int | None, world_size: int, device: str) -> None:
+    """CPU threads: ``threads`` if given, else this machine's cores shared by the ``world_size`` processes."""
+    if device != "cpu":
+        return
+    if threads is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // world_size)
+    if threads < 1:
+        raise InputError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
+def device_name(device: str) -> str:
+    """A human-readable device description for timings."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def open_sequences(
+    input_path: Path | None,
+    masks: list[Path],
+    davis: Path | None,
+    youtube_vos: Path | None,
+    split: str | None,
+    names: list[str] | None,
+) -> list[Sequence]:
+    """The sequences to segment: one input with its masks, or (part of) a dataset split."""
+    if sum(source is not None for source in (input_path, davis, youtube_vos)) != 1:
+        raise InputError("give exactly one input: INPUT (with --mask), --davis ROOT or --youtube-vos ROOT")
+    if input_path is not None:
+        if split or names:
+            raise InputError("--split and --sequences apply to --davis / --youtube-vos only")
+        return open_input(input_path, masks)
+    if masks:
+        raise InputError("--mask applies to a single INPUT only; dataset splits bring their own masks")
+    if not split:
+        raise InputError("--davis / --youtube-vos need --split (e.g. val, valid)")
+    if davis is not None:
+        sequences = open_davis(davis, split=split, sequences=names)
+    else:
+        sequences = open_youtube_vos(youtube_vos, split)
+        if names:
+            missing = sorted(set(names) - {s.name for s in sequences})
+            if missing:
+                raise InputError(f"{youtube_vos}: no sequence(s) {', '.join(missing)} in split {split}")
+            sequences = [s for s in sequences if s.name in names]
+    if not sequences:
+        raise InputError(f"{davis or youtube_vos}: split {split} has no sequences")
+    return sequences
+
+
+def load_parent(weights: Path | None, device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The parent network from ``weights`` or the shipped model (channels-last on CPU) and its metadata."""
+    if weights is None:
+        shipped = resources.files("masktrack").joinpath(SHIPPED_WEIGHTS)
+        if not shipped.is_file():
+            raise InputError(f"no shipped model at masktrack/{SHIPPED_WEIGHTS}: pass --weights CKPT (train one with `masktrack train`)")
+        weights = Path(str(shipped))
+    model, metadata = load_checkpoint(weights, map_location=device)
+    if device == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval(), metadata
+
+
+def inherit_offline_settings(config: SegmentConfig, metadata: dict[str, Any]) -> None:
+    """Unset augmentation, deformation and previous-mask dilation settings: those the parent was trained with."""
+    from masktrack.train.config import TrainConfig  # not at import: train imports this package
+
+    offline = metadata.get("train_config")
+    if not isinstance(offline, dict):
+        return
+    trained = TrainConfig.from_dict(offline, source="the parent checkpoint's train_config")
+    config.finetune.augment = config.finetune.augment or trained.augment
+    config.finetune.deform = config.finetune.deform or trained.deform
+    if config.propagate.dilate_previous is None:
+        config.propagate.dilate_previous = trained.deform.dilate_radius
+
+
+def finish_run(
+    run_dir: Path,
+    sequences: SequenceOf[Sequence],
+    timings: dict[str, SequenceTiming],
+    config: SegmentConfig,
+    record: dict[str, Any],
+    device: str,
+    total_s: float,
+    zip_masks: bool,
+    report: bool,
+    images_root: Path | None = None,
+) -> None:
+    """Timings, settings, evaluation (when every frame has ground truth), CodaLab zip, report.
+
+    ``images_root``: a DAVIS-layout dataset holding the input frames, shown in the report.
+    """
+    names = [sequence.name for sequence in sequences]
+    write_timings(run_dir / "timings.json", device_name(device), {name: timings[name] for name in names}, round(total_s, 3))
+    write_run_config(run_dir / CONFIG_YAML, config, record, device)
+    ground_truth = ground_truth_root(sequences)
+    if ground_truth is not None:
+        from masktrack.evaluate import evaluate_dataset, write_results
+
+        write_results(evaluate_dataset(ground_truth, run_dir, sequences=names), run_dir / "eval")
+    if zip_masks:
+        write_submission_zip(run_dir, names)
+    if report:
+        from masktrack.report import write_report
+
+        write_report(run_dir, images_root=images_root)
+
+
+def write_run_config(path: Path, config: SegmentConfig, record: dict[str, Any], device: str) -> None:
+    """``config.yaml``: the settings (reusable with ``--config``) and, under ``run:``, what was run."""
+    run = {key: str(value) if isinstance(value, Path) else value for key, value in record.items() if key not in ("run", "func")}
+    run["mask"] = [str(mask) for mask in record.get("mask") or []]
+    run["device"] = device
+    with atomic_file(path) as temporary:
+        temporary.write_text(yaml.safe_dump({**config.to_dict(), "run": run}, sort_keys=False))
+
+
+def ground_truth_root(sequences: SequenceOf[Sequence]) -> Path | None:
+    """The dataset's annotation root when every frame of every sequence has ground truth, else None.
+
+    That is the DAVIS/YouTube-VOS layout ``<root>/<seq>/<frame>.png`` with a mask for every frame.
+    """
+    roots = set()
+    for sequence in sequences:
+        files = sequence.annotation_files
+        if len(files) != len(sequence) or any(path.parent.name != sequence.name for path in files.values()):
+            return None
+        roots.update(path.parent.parent for path in files.values())
+    return roots.pop() if len(roots) == 1 else None

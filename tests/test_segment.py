@@ -1,0 +1,339 @@
+"""Tests of `masktrack segment`: fine-tuning, propagation, merging, outputs and the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from torch import nn
+
+from masktrack.cli import main
+from masktrack.data.masks import read_mask, write_mask
+from masktrack.data.synth import generate_video
+from masktrack.model import ModelConfig, build_model, save_checkpoint
+from masktrack.propagate.outputs import SequenceTiming, SequenceWriter, write_submission_zip, write_timings
+from masktrack.propagate.pipeline import SegmentConfig
+from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, propagate
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """One CPU thread: these small models run faster so on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class ChannelNet(nn.Module):
+    """A stand-in network: the object probability is one colour channel; records its inputs."""
+
+    def __init__(self, channel: int = 0, record: bool = True) -> None:
+        super().__init__()
+        self.channel, self.record = channel, record
+        self.calls: list[torch.Tensor] = []
+
+    def forward(self, image: torch.Tensor, prev_mask: torch.Tensor) -> torch.Tensor:
+        if self.record:
+            self.calls.append(prev_mask.clone())
+        probability = image[:, self.channel : self.channel + 1].clamp(1e-4, 1 - 1e-4)
+        return torch.cat([torch.zeros_like(probability), torch.logit(probability)], dim=1)
+
+
+def square_frame(size: tuple[int, int], top_left: tuple[int, int] | None, side: int, red: float = 1.0) -> np.ndarray:
+    frame = np.zeros((*size, 3), dtype=np.uint8)
+    if top_left is not None:
+        y, x = top_left
+        frame[max(y, 0) : max(y + side, 0), max(x, 0) : max(x + side, 0), 0] = round(red * 255)
+    return frame
+
+
+# --- merging and propagation --------------------------------------------------------------
+
+
+def test_merge_rule_background_unless_an_object_exceeds_half_then_highest_wins() -> None:
+    probabilities = torch.tensor(
+        [
+            [[0.9, 0.6, 0.5, 0.2]],  # object 3
+            [[0.8, 0.7, 0.5, 0.4]],  # object 7
+        ]
+    )
+    labels = merge_probabilities(probabilities, [3, 7])
+    assert labels.tolist() == [[3, 7, 0, 0]]
+    assert labels.dtype == torch.uint8
+    assert merge_probabilities(torch.zeros(0, 1, 2), []).tolist() == [[0, 0]]
+
+
+def test_vanished_object_gets_empty_masks_and_returns_only_when_confident() -> None:
+    size = (32, 32)
+    frames = [square_frame(size, (8, 4 + 5 * t), 8) for t in range(5)]  # moves right
+    frames += [square_frame(size, None, 8)] * 2  # gone
+    frames += [square_frame(size, (8, 8), 8, red=0.7)] * 2  # faint: not confident enough
+    frames += [square_frame(size, (8, 8), 8, red=0.97)]  # clear: detected again
+    first = np.zeros(size, np.uint8)
+    first[8:16, 4:12] = 1
+    net = ChannelNet()
+    results = list(propagate(frames, {1: net}, {0: first}, PropagateConfig(redetect_confidence=0.9, redetect_min_area=0.01)))
+    areas = [int((r.labels == 1).sum()) for r in results]
+    assert areas[:5] == [64] * 5
+    assert areas[5:9] == [0, 0, 0, 0]
+    assert areas[9] == 64
+    fed = [call.sum().item() for call in net.calls]  # previous masks seen at frames 1..9
+    assert fed[5:9] == [0, 0, 0, 0]  # an empty previous mask while lost, never a stale one
+
+
+def test_object_given_at_a_later_frame_starts_there_and_is_merged() -> None:
+    size = (24, 24)
+    frames = [square_frame(size, (2, 2), 6) for _ in range(5)]
+    for frame in frames[3:]:
+        frame[12:20, 12:20, 1] = 255  # object 2 is green
+    first = np.zeros(size, np.uint8)
+    first[2:8, 2:8] = 1
+    later = np.zeros(size, np.uint8)
+    later[12:20, 12:20] = 2
+    later[6:8, 6:8] = 2  # overlaps object 1: the given mask wins at its frame
+    red, green = ChannelNet(0), ChannelNet(1)
+    results = list(propagate(frames, {1: red, 2: green}, {0: first, 3: later}, PropagateConfig()))
+    assert [sorted(np.unique(r.labels).tolist()) for r in results] == [[0, 1]] * 3 + [[0, 1, 2]] * 2
+    assert (results[3].labels[6:8, 6:8] == 2).all()
+    assert (results[3].labels[12:20, 12:20] == 2).all()
+    assert len(red.calls) == 4 and len(green.calls) == 1  # object 2 is predicted from frame 4 on
+
+
+def test_objects_sharing_a_network_run_in_one_batch_and_per_object_networks_separately() -> None:
+    size = (16, 16)
+    frames = [square_frame(size, (2, 2), 4)] * 3
+    labels = np.zeros(size, np.uint8)
+    labels[0:4, 0:4], labels[8:12, 8:12], labels[12:16, 0:4] = 1, 2, 3
+    shared = ChannelNet()
+    list(propagate(frames, dict.fromkeys([1, 2, 3], shared), {0: labels}, PropagateConfig()))
+    assert [len(call) for call in shared.calls] == [3, 3]
+    separate = {i: ChannelNet() for i in (1, 2, 3)}
+    list(propagate(frames, separate, {0: labels}, PropagateConfig()))
+    assert all([len(call) for call in net.calls] == [1, 1] for net in separate.values())
+
+
+def test_processing_size_resizes_the_network_input_and_returns_frame_size_masks() -> None:
+    frames = [square_frame((64, 96), (16, 16), 32)] * 2
+    first = np.zeros((64, 96), np.uint8)
+    first[16:48, 16:48] = 1
+    net = ChannelNet()
+    results = list(propagate(frames, {1: net}, {0: first}, PropagateConfig(size=32)))
+    assert net.calls[0].shape == (1, 1, 32, 48)
+    assert results[1].labels.shape == (64, 96)
+    assert abs(int((results[1].labels == 1).sum()) - 32 * 32) < 64
+
+
+def test_soft_masks_feed_probabilities_hard_masks_feed_binary() -> None:
+    frames = [square_frame((16, 16), (4, 4), 8, red=0.8)] * 3
+    first = np.zeros((16, 16), np.uint8)
+    first[4:12, 4:12] = 1
+    for soft, expected in ((False, 1.0), (True, 0.8)):
+        net = ChannelNet()
+        list(propagate(frames, {1: net}, {0: first}, PropagateConfig(soft_masks=soft)))
+        assert net.calls[1].max().item() == pytest.approx(expected, abs=0.01)
+
+
+STREAMING_SCRIPT = """
+import resource, sys
+import numpy as np
+import torch
+from pathlib import Path
+from masktrack.propagate.outputs import SequenceWriter
+from masktrack.propagate.propagate import PropagateConfig, propagate
+sys.path.insert(0, sys.argv[2])
+from test_segment import ChannelNet, square_frame
+
+def frames(count):  # a long video made on the fly, never held in memory
+    for t in range(count):
+        yield square_frame((96, 96), (16, (t * 3) % 60), 24)
+
+torch.set_num_threads(1)
+first = np.zeros((96, 96), np.uint8)
+first[16:40, 0:24] = 1
+names = [f"{t:05d}" for t in range(600)]
+with SequenceWriter(Path(sys.argv[1]), "long", names, save_probabilities=True) as writer:
+    for result in propagate(frames(600), {1: ChannelNet(record=False)}, {0: first}, PropagateConfig()):
+        writer.write(result)
+        if result.index == 99:
+            after_100 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - after_100)
+"""
+
+
+def test_streaming_memory_stays_flat_on_a_long_video(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", STREAMING_SCRIPT, str(tmp_path), str(Path(__file__).parent)],
+        capture_output=True, text=True, check=True,
+    )
+    growth_kib = int(completed.stdout.split()[-1])
+    assert len(list((tmp_path / "long").glob("*.png"))) == 600
+    assert growth_kib < 12 * 1024, growth_kib  # keeping 500 frames, masks and probabilities would take ~37 MB
+
+
+# --- outputs -----------------------------------------------------------------------------
+
+
+def test_sequence_writer_layout_zip_and_timings(tmp_path: Path) -> None:
+    frames = [square_frame((32, 48), (4, 4 + 2 * t), 8) for t in range(4)]
+    first = np.zeros((32, 48), np.uint8)
+    first[4:12, 4:12] = 3
+    names = ["a0", "a1", "a2", "a3"]
+    with SequenceWriter(tmp_path, "seq", names, overlay_fps=10, save_probabilities=True) as writer:
+        for result in propagate(frames, {3: ChannelNet()}, {0: first}, PropagateConfig()):
+            writer.write(result)
+    assert sorted(p.name for p in (tmp_path / "seq").iterdir()) == [f"{n}.png" for n in names]
+    assert read_mask(tmp_path / "seq" / "a0.png").max() == 3
+    assert (tmp_path / "overlays" / "seq.mp4").stat().st_size > 0
+    stored = np.load(tmp_path / "probabilities" / "seq" / "a2.npz")
+    assert stored["ids"].tolist() == [3] and stored["probabilities"].dtype == np.uint8
+    assert stored["probabilities"][0, 8, 10] == 255 and stored["probabilities"][0, 30, 40] == 0
+    archive = write_submission_zip(tmp_path, ["seq"])
+    assert sorted(zipfile.ZipFile(archive).namelist()) == [f"seq/{n}.png" for n in names]
+    write_timings(tmp_path / "timings.json", "cpu", {"seq": SequenceTiming(4, 1.5, 0.25)}, 2.0)
+    assert json.loads((tmp_path / "timings.json").read_text()) == {
+        "device": "cpu", "sequences": {"seq": {"frames": 4, "finetune_s": 1.5, "propagate_s": 0.25}}, "total_s": 2.0}
+
+
+# --- command line ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random MaskTrackNet checkpoint (the CLI tests check plumbing, not accuracy)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_checkpoint(path, build_model(ModelConfig(output_stride=16, head_channels=16)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 6-frame 48x64 frame folder with two objects, and its first-frame mask."""
+    root = tmp_path_factory.mktemp("clip")
+    video = generate_video(3, num_frames=6, size=(48, 64), num_objects=2)
+    frames = root / "frames"
+    frames.mkdir()
+    for t, frame in enumerate(video.frames):
+        Image.fromarray(frame).save(frames / f"{t:05d}.png")
+    write_mask(root / "00000.png", video.labels[0])
+    return frames, root / "00000.png"
+
+
+def segment(*args: object) -> int:
+    return main(["segment", *(str(arg) for arg in args), "--device", "cpu", "--threads", "1", "--quiet"])
+
+
+def test_cli_writes_the_run_folder(tmp_path: Path, weights: Path, clip: tuple[Path, Path]) -> None:
+    frames, mask = clip
+    out = tmp_path / "run"
+    code = segment(frames, "--mask", mask, "--weights", weights, "--out", out, "--finetune-steps", 2,
+                   "--overlay", "--save-probabilities", "--no-report")
+    assert code == 0
+    assert sorted(p.name for p in (out / "frames").iterdir()) == [f"{t:05d}.png" for t in range(6)]
+    assert (read_mask(out / "frames" / "00000.png") == read_mask(mask)).all()
+    assert (out / "overlays" / "frames.mp4").is_file()
+    assert len(list((out / "probabilities" / "frames").glob("*.npz"))) == 6
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["sequences"]["frames"]["frames"] == 6 and timings["total_s"] > 0
+    recorded = yaml.safe_load((out / "config.yaml").read_text())
+    assert recorded["finetune"]["steps"] == 2 and recorded["run"]["weights"] == str(weights)
+    assert SegmentConfig.from_dict(recorded).finetune.steps == 2  # a run's config.yaml is a valid --config
+    assert not (tmp_path / "run.partial").exists()
+
+
+def test_cli_refuses_an_existing_output_unless_overwrite(tmp_path: Path, weights: Path, clip: tuple[Path, Path],
+                                                        capsys: pytest.CaptureFixture) -> None:
+    frames, mask = clip
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert segment(frames, "--mask", mask, "--weights", weights, "--out", out, "--finetune-steps", 0, "--no-report") == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "keep.txt").is_file()
+    assert segment(frames, "--mask", mask, "--weights", weights, "--out", out, "--finetune-steps", 0, "--no-report",
+                   "--overwrite") == 0
+    assert not (out / "keep.txt").exists() and (out / "frames" / "00005.png").is_file()
+
+
+def test_cli_failure_mid_run_leaves_no_output(tmp_path: Path, weights: Path, clip: tuple[Path, Path]) -> None:
+    frames, mask = clip
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in frames.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    (broken / "00004.png").write_bytes(b"not an image")
+    out = tmp_path / "run"
+    assert segment(broken, "--mask", mask, "--weights", weights, "--out", out, "--finetune-steps", 0, "--no-report") == 2
+    assert not out.exists() and not (tmp_path / "run.partial").exists()
+
+
+def bad_mask(path: Path, kind: str) -> Path:
+    if kind == "wrong size":
+        write_mask(path, np.ones((40, 64), np.uint8))
+    elif kind == "empty":
+        write_mask(path, np.zeros((48, 64), np.uint8))
+    else:  # soft values, not integer ids
+        Image.fromarray(np.linspace(0, 250, 48 * 64).reshape(48, 64).astype(np.uint8), mode="L").save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["wrong size", "empty", "not ids"])
+def test_cli_bad_masks_exit_2_with_one_line(kind: str, tmp_path: Path, weights: Path, clip: tuple[Path, Path],
+                                            capsys: pytest.CaptureFixture) -> None:
+    frames, _ = clip
+    mask = bad_mask(tmp_path / "00000.png", kind)
+    assert segment(frames, "--mask", mask, "--weights", weights, "--out", tmp_path / "run", "--no-report") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "Traceback" not in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_bad_video_and_missing_weights_exit_2(tmp_path: Path, weights: Path, clip: tuple[Path, Path],
+                                                  capsys: pytest.CaptureFixture) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42 garbage")
+    assert segment(video, "--mask", clip[1], "--weights", weights, "--out", tmp_path / "a") == 2
+    assert "clip.mp4" in capsys.readouterr().err
+    assert segment(clip[0], "--mask", clip[1], "--out", tmp_path / "b") == 2
+    assert "--weights" in capsys.readouterr().err
+
+
+JUDO = Path(__file__).resolve().parents[2] / "shared" / "data" / "judo-new-objects"
+
+
+@pytest.mark.skipif(not JUDO.is_dir(), reason="../shared/data/judo-new-objects is absent")
+def test_cli_takes_new_objects_mid_video_and_a_mask_one_pixel_off(tmp_path: Path, weights: Path) -> None:
+    out = tmp_path / "judo"
+    with pytest.warns(UserWarning, match="00005.png"):
+        code = segment(JUDO, "--weights", weights, "--out", out, "--size", 48, "--finetune-steps", 0, "--no-report")
+    assert code == 0
+    masks = [read_mask(out / "judo-new-objects" / f"{t:05d}.png") for t in range(16)]
+    assert all(m.shape == (480, 854) for m in masks)
+    for frame, object_id in ((0, 1), (5, 2), (8, 3), (13, 4)):  # each given at its frame, absent before
+        assert (masks[frame] == object_id).any() and not any((m == object_id).any() for m in masks[:frame])
+
+
+def test_torchrun_shards_a_split_over_two_processes_into_one_run_folder(tmp_path: Path, weights: Path,
+                                                                      synthetic_davis: Path) -> None:
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+               "-m", "masktrack", "segment", "--davis", str(synthetic_davis), "--split", "train",
+               "--sequences", "synth-000", "synth-002", "--weights", str(weights), "--finetune-steps", "0",
+               "--size", "48", "--device", "cpu", "--threads", "1", "--quiet", "--no-report", "--out", str(out)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    timings = json.loads((out / "timings.json").read_text())
+    assert sorted(timings["sequences"]) == ["synth-000", "synth-002"]
+    assert all(len(list((out / name).glob("*.png"))) == 12 for name in timings["sequences"])
+    assert (out / "eval" / "global_results.csv").is_file()
+    assert not (tmp_path / "run.partial").exists()
