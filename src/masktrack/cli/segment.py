@@ -9,7 +9,7 @@ HELP = "segment objects through videos: online fine-tuning, then frame-by-frame 
 EXAMPLES = """\
 examples:
   # a video file and the mask of its first frame (palette, binary or colour-coded PNG)
-  masktrack segment clip.mp4 --mask first.png --weights parent.safetensors --out runs/clip
+  masktrack segment clip.mp4 --mask first.png --weights parent.safetensors --out runs/clip --overlay clip-overlay.mp4
 
   # a frame folder, with a mask for each frame where new objects appear (named like the frames)
   masktrack segment frames/ --mask 00000.png --mask 00005.png --weights parent.safetensors --out runs/f
@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-steps", type=int, metavar="N", help="online fine-tuning steps (0: use the parent as is)")
     parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="one network for all objects, or one per object")
     parser.add_argument("--size", type=int, metavar="H", help="network input height (frames are resized; masks come back at frame size)")
-    parser.add_argument("--overlay", action="store_true", help="write OUT/overlays/<seq>.mp4")
+    parser.add_argument("--overlay", nargs="?", const=True, default=False, type=Path, metavar="FILE",
+                        help="write OUT/overlays/<seq>.mp4 (and, for a single input, a copy at FILE if given)")
     parser.add_argument("--zip", action="store_true", help="write OUT/submission.zip with <seq>/<frame>.png entries")
     parser.add_argument("--save-probabilities", action="store_true", help="write per-object probabilities (uint8 npz per frame)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -59,16 +60,19 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from masktrack.errors import InputError
     from masktrack.propagate.distributed import close_ranks, init_ranks, shared_output_dir
     from masktrack.propagate.pipeline import segment_sequence
     from masktrack.propagate.run import (
-        choose_device, finish_run, inherit_offline_settings, load_parent, open_sequences, segment_config, set_threads,
+        choose_device, copy_overlay, finish_run, inherit_offline_settings, load_parent, open_sequences, segment_config, set_threads,
     )
 
     start = time.perf_counter()
     config = segment_config(args.config, args.finetune_steps, args.finetune_mode, args.size)
     device = choose_device(args.device)
     sequences = open_sequences(args.input, args.mask, args.davis, args.youtube_vos, args.split, args.sequences)
+    if isinstance(args.overlay, Path) and len(sequences) != 1:
+        raise InputError(f"--overlay {args.overlay}: a file name needs a single input; without one a split writes OUT/overlays/<seq>.mp4")
     ranks = init_ranks(device)
     try:
         if device.startswith("cuda") and ranks.world_size > 1:
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         inherit_offline_settings(config, metadata)
         with shared_output_dir(args.out, args.overwrite, ranks) as run_dir:
             results = ranks.run_everywhere(lambda: {
-                sequence.name: segment_sequence(parent, sequence, config, run_dir, device, args.overlay,
+                sequence.name: segment_sequence(parent, sequence, config, run_dir, device, bool(args.overlay),
                                                 args.save_probabilities, progress=not args.quiet)
                 for sequence in ranks.shard(sequences)
             })
@@ -86,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
                 timings = {name: timing for result in results for name, timing in result.items()}
                 finish_run(run_dir, sequences, timings, config, vars(args), device, time.perf_counter() - start,
                            zip_masks=args.zip, report=not args.no_report, images_root=args.davis)
+                if isinstance(args.overlay, Path):
+                    copy_overlay(run_dir / "overlays" / f"{sequences[0].name}.mp4", args.overlay)
     finally:
         close_ranks(ranks)
     if ranks.is_main and not args.quiet:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence as SequenceOf
 from importlib import resources
 from pathlib import Path
@@ -164,6 +165,12 @@ def finish_run(
         from masktrack.report import write_report
 
         write_report(run_dir, images_root=images_root)
+
+
+def copy_overlay(source: Path, path: Path) -> None:
+    """Copy an overlay video to the user's ``--overlay FILE`` (atomically)."""
+    with atomic_file(path) as temporary:
+        shutil.copyfile(source, temporary)
 
 
 def write_run_config(path: Path, config: SegmentConfig, record: dict[str, Any], device: str) -> None:

@@ -1,0 +1,181 @@
+"""DAVIS 2016 val J&F end to end on the CPU: offline training, online fine-tuning, 480p scoring.
+
+Stages (each skipped when its output already exists, so an interrupted run continues):
+
+1. ``masktrack train`` on DAVIS 2016 train at 240p from ImageNet MobileNetV2 weights
+   (settings: ``benchmarks/davis2016.yaml``), into ``RUN/parent`` (``--resume`` after a crash);
+2. ``masktrack segment`` on the val split at 240p: online fine-tuning on each first frame,
+   propagation, per-object probabilities saved, into ``RUN/val-240p``;
+3. upsampling to 854x480 as the shared data's README prescribes: a bilinear upsample of each
+   object's probabilities, then the propagation's merge rule, into ``RUN/val-480p``;
+4. ``masktrack eval`` against ``Annotations/480p`` (first and last frames not scored), and a
+   Markdown table per sequence with the global J&F, settings and times (``--doc``).
+
+    .venv/bin/python benchmarks/davis2016.py                       # everything, about 1 h on 2 cores
+    .venv/bin/python benchmarks/davis2016.py --parent runs/davis2016/parent/model.safetensors \\
+        --finetune-steps 0 --run runs/davis2016-ft0 --doc ''        # an ablation row from a trained parent
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from masktrack.data.masks import read_mask, write_mask
+from masktrack.evaluate import evaluate_dataset, write_results
+from masktrack.propagate.propagate import merge_probabilities
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FULL_SIZE = (480, 854)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--davis", type=Path, default=SHARED / "data" / "davis2016", help="DAVIS 2016 root (240p frames, 480p masks)")
+    parser.add_argument("--imagenet", type=Path, default=SHARED / "weights" / "mobilenetv2-imagenet-bottleneck.pt", help="ImageNet backbone weights")
+    parser.add_argument("--train-config", type=Path, default=REPO / "benchmarks" / "davis2016.yaml", help="offline training settings")
+    parser.add_argument("--parent", type=Path, help="use this trained parent checkpoint instead of training one")
+    parser.add_argument("--run", type=Path, default=REPO / "runs" / "davis2016", help="run folder (default: runs/davis2016)")
+    parser.add_argument("--finetune-steps", type=int, default=None, help="online fine-tuning steps per sequence (default: segment's)")
+    parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="fine-tuning mode (default: segment's)")
+    parser.add_argument("--segment-config", type=Path, help="YAML for masktrack segment (finetune:, propagate:)")
+    parser.add_argument("--sequences", nargs="+", metavar="NAME", help="only these val sequences")
+    parser.add_argument("--doc", default=str(REPO / "docs" / "davis2016.md"), help="Markdown results file ('' for none)")
+    return parser.parse_args()
+
+
+def masktrack(*arguments: str) -> None:
+    """Run a masktrack subcommand; stop this script if it fails."""
+    command = [sys.executable, "-m", "masktrack", *arguments]
+    print("$", " ".join(command), flush=True)
+    if subprocess.run(command).returncode != 0:
+        sys.exit(f"davis2016: `{' '.join(command)}` failed")
+
+
+def train_parent(args: argparse.Namespace) -> tuple[Path, float]:
+    """The parent checkpoint and the seconds spent training it now (0 when it existed)."""
+    if args.parent is not None:
+        return args.parent, 0.0
+    parent_dir = args.run / "parent"
+    model = parent_dir / "model.safetensors"
+    if model.is_file():
+        return model, 0.0
+    start = time.perf_counter()
+    resume = ["--resume"] if (parent_dir / "checkpoint.pt").is_file() else []
+    masktrack("train", "--config", str(args.train_config), "--data", f"{args.davis}:train", "--pretrained", str(args.imagenet),
+              "--out", str(parent_dir), *resume)
+    return model, time.perf_counter() - start
+
+
+def segment_val(args: argparse.Namespace, parent: Path) -> Path:
+    """Fine-tune and segment the val split at 240p, keeping the probabilities."""
+    out = args.run / "val-240p"
+    if (out / "timings.json").is_file():
+        return out
+    options = ["--weights", str(parent), "--size", "240", "--save-probabilities", "--no-report", "--overwrite"]
+    if args.finetune_steps is not None:
+        options += ["--finetune-steps", str(args.finetune_steps)]
+    if args.finetune_mode:
+        options += ["--finetune-mode", args.finetune_mode]
+    if args.segment_config:
+        options += ["--config", str(args.segment_config)]
+    if args.sequences:
+        options += ["--sequences", *args.sequences]
+    masktrack("segment", "--davis", str(args.davis), "--split", "val", "--out", str(out), *options)
+    return out
+
+
+def upsample_to_480p(low: Path, out: Path, sequences: list[str]) -> None:
+    """Bilinear-upsample each object's probabilities to 854x480 and merge them (frames without
+    probabilities, i.e. the annotated first frame, are upsampled nearest)."""
+    frames = [(sequence, mask) for sequence in sequences for mask in sorted((low / sequence).glob("*.png"))]
+    for sequence in sequences:
+        (out / sequence).mkdir(parents=True, exist_ok=True)
+    for sequence, mask in tqdm(frames, desc="upsample to 480p", unit="frame"):
+        stored = np.load(low / "probabilities" / sequence / f"{mask.stem}.npz")
+        ids = [int(i) for i in stored["ids"]]
+        if ids:
+            probabilities = torch.from_numpy(stored["probabilities"]).float()[None] / 255.0
+            full = F.interpolate(probabilities, size=FULL_SIZE, mode="bilinear", align_corners=False)[0]
+            labels = merge_probabilities(full, ids).numpy()
+        else:
+            small = torch.from_numpy(read_mask(mask))[None, None].float()
+            labels = F.interpolate(small, size=FULL_SIZE, mode="nearest")[0, 0].to(torch.uint8).numpy()
+        write_mask(out / sequence / mask.name, labels)
+
+
+def markdown(args: argparse.Namespace, scores: dict, timings: dict, train_s: float, segment_config: str) -> str:
+    """The results page: settings, global figures, per-sequence table."""
+    g = scores["global"]
+    rows = "\n".join(f"| {name} | {j:.3f} | {f:.3f} | {(j + f) / 2:.3f} |" for name, (j, f) in scores["objects"].items())
+    finetune_s = sum(t["finetune_s"] for t in timings["sequences"].values())
+    propagate_s = sum(t["propagate_s"] for t in timings["sequences"].values())
+    frames = sum(t["frames"] for t in timings["sequences"].values())
+    train = f"{train_s / 60:.0f} min" if train_s else "(parent trained earlier, see its metrics.csv)"
+    return f"""# DAVIS 2016 val: J&F of the CPU pipeline
+
+Written by `benchmarks/davis2016.py` on {date.today()} ({platform.processor() or platform.machine()},
+{torch.get_num_threads()} threads, {timings['device']}). Input frames 427x240 (240p); predictions
+upsampled to 854x480 (bilinear probabilities) and scored against the official `Annotations/480p`,
+first and last frames not scored.
+
+    {' '.join(['.venv/bin/python', 'benchmarks/davis2016.py', *sys.argv[1:]])}
+
+| J&F | J mean | J recall | J decay | F mean | F recall | F decay |
+|---:|---:|---:|---:|---:|---:|---:|
+| **{g['J&F-Mean']:.3f}** | {g['J-Mean']:.3f} | {g['J-Recall']:.3f} | {g['J-Decay']:.3f} | {g['F-Mean']:.3f} | {g['F-Recall']:.3f} | {g['F-Decay']:.3f} |
+
+- Parent: `{args.train_config.relative_to(REPO) if args.parent is None else args.parent}` on DAVIS 2016 train
+  (240p), from ImageNet `{args.imagenet.name}`; training time {train}.
+- Online: {segment_config}
+- Times: fine-tuning {finetune_s / 60:.1f} min for {len(timings['sequences'])} sequences, propagation
+  {propagate_s:.0f} s for {frames} frames ({frames / max(propagate_s, 1e-9):.1f} frames/s).
+
+| sequence | J | F | J&F |
+|---|---:|---:|---:|
+{rows}
+"""
+
+
+def main() -> None:
+    args = parse_args()
+    start = time.perf_counter()
+    parent, train_s = train_parent(args)
+    low = segment_val(args, parent)
+    sequences = sorted(json.loads((low / "timings.json").read_text())["sequences"])
+    high = args.run / "val-480p"
+    upsample_to_480p(low, high, sequences)
+    result = evaluate_dataset(args.davis / "Annotations" / "480p", high, sequences=sequences)
+    write_results(result, args.run / "eval-480p")
+    scores = {
+        "global": result.global_metrics,
+        "objects": {obj.name: (obj.j_statistics.mean, obj.f_statistics.mean) for obj in result.objects},
+    }
+    timings = json.loads((low / "timings.json").read_text())
+    settings = yaml.safe_load((low / "config.yaml").read_text())
+    finetune, propagate = settings["finetune"], settings["propagate"]
+    summary = (f"{finetune['mode']} fine-tuning, {finetune['steps']} steps of {finetune['batch_size']} samples, lr {finetune['lr']}; "
+               f"propagation at height {propagate['size']}, {'soft' if propagate['soft_masks'] else 'hard'} previous masks "
+               f"dilated by {propagate['dilate_previous']} px (at 480p)")
+    if args.doc:
+        Path(args.doc).write_text(markdown(args, scores, timings, train_s, summary))
+    g = scores["global"]
+    print(f"DAVIS 2016 val (240p input, scored at 480p): J&F {g['J&F-Mean']:.4f}  J {g['J-Mean']:.4f}  F {g['F-Mean']:.4f}"
+          f"  ({(time.perf_counter() - start) / 60:.1f} min this run)")
+
+
+if __name__ == "__main__":
+    main()
