@@ -3,7 +3,8 @@
 Times ``model(image, prev_mask)`` under ``torch.inference_mode`` at 240p (427x240) for each
 backbone x output stride x head combination and mode (plain eval, channels-last, or
 ``prepare_for_inference``: batch norms folded + channels-last), and prints a Markdown table. Configurations are timed round-robin, so that load from other
-processes affects all alike; the best time is the least disturbed estimate.
+processes affects all alike; the best time is the least disturbed estimate. Parameters and
+float32 size (MB) are those of the trainable model (the checkpoint size).
 
     .venv/bin/python benchmarks/model_speed.py
     .venv/bin/python benchmarks/model_speed.py --backbones mobilenet_v2 --heads 0 128 --skip both
@@ -43,10 +44,13 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def prepare(config: ModelConfig, size: tuple[int, int], mode: str) -> Callable[[], object]:
-    """A zero-argument forward pass of a randomly initialised model on one random frame."""
+def prepare(config: ModelConfig, size: tuple[int, int], mode: str) -> tuple[Callable[[], object], int, float]:
+    """A zero-argument forward pass of a randomly initialised model on one random frame,
+    the model's parameter count and its state dict's size in MB."""
     width, height = size
     model = build_model(config).eval()
+    params = sum(p.numel() for p in model.parameters())
+    megabytes = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
     image, mask = torch.rand(1, 3, height, width), (torch.rand(1, 1, height, width) > 0.5).float()
     if mode == "prepared":
         model = prepare_for_inference(model)
@@ -54,7 +58,7 @@ def prepare(config: ModelConfig, size: tuple[int, int], mode: str) -> Callable[[
         model = model.to(memory_format=torch.channels_last)
     if mode != "eager":
         image, mask = (t.contiguous(memory_format=torch.channels_last) for t in (image, mask))
-    return lambda: model(image, mask)
+    return (lambda: model(image, mask)), params, megabytes
 
 
 def main() -> None:
@@ -71,19 +75,20 @@ def main() -> None:
     seconds = {case: [] for case in cases}
     with torch.inference_mode():
         for round_index in range(args.warmup + args.runs):  # round-robin, so load from others hits all alike
-            for case, forward in cases.items():
+            for case, (forward, _, _) in cases.items():
                 start = time.perf_counter()
                 forward()
                 if round_index >= args.warmup:
                     seconds[case].append(time.perf_counter() - start)
     print(f"torch {torch.__version__}, {args.threads} threads, {platform.machine()}, {args.size}, batch 1, "
           f"{args.runs} rounds\n")
-    print("| backbone | OS | head | skip | mode | median ms | best ms | fps (median) | fps (best) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| backbone | OS | head | skip | params (M) | MB | mode | median ms | best ms | fps (median) | fps (best) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for (backbone, output_stride, head, skip, mode), times in seconds.items():
         median, best = statistics.median(times), min(times)
+        _, params, megabytes = cases[(backbone, output_stride, head, skip, mode)]
         print(f"| {backbone} | {output_stride} | {head or 'DeepLab-v2'} | {'yes' if skip else 'no'} | "
-              f"{mode} | {1000 * median:.0f} | {1000 * best:.0f} | "
+              f"{params / 1e6:.2f} | {megabytes:.1f} | {mode} | {1000 * median:.0f} | {1000 * best:.0f} | "
               f"{1 / median:.1f} | {1 / best:.1f} |")
 
 

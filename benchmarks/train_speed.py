@@ -7,12 +7,14 @@ backward pass and the optimizer update, on random frames with one rectangular ob
 round-robin, so load from other processes affects all alike; the median is reported.
 
     .venv/bin/python benchmarks/train_speed.py                       # CPU, 240x427, batch 8
+    .venv/bin/python benchmarks/train_speed.py --backbones mobilenet_v2 --output-strides 8 16 --skip both
     .venv/bin/python benchmarks/train_speed.py --device cuda --amp --batch-size 16
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import statistics
 import time
@@ -25,12 +27,15 @@ from masktrack.model import ModelConfig, build_model
 from masktrack.train.dataset import previous_masks
 from masktrack.train.loop import segmentation_loss
 
+SKIP_CHOICES = {"off": [False], "on": [True], "both": [False, True]}
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "efficientnet_lite0", "resnet18", "resnet50"])
-    parser.add_argument("--output-stride", type=int, default=16)
+    parser.add_argument("--output-strides", nargs="+", type=int, default=[16])
     parser.add_argument("--head", type=int, default=128, help="head_channels (0 = DeepLab-v2 head)")
+    parser.add_argument("--skip", choices=list(SKIP_CHOICES), default="off", help="low_level_skip (light head)")
     parser.add_argument("--size", default="240x427", help="HEIGHTxWIDTH of the training samples")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
@@ -68,27 +73,30 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.lower().split("x"))
+    skips = SKIP_CHOICES[args.skip] if args.head else [False]
     steps = {
-        backbone: prepare(ModelConfig(backbone=backbone, output_stride=args.output_stride, head_channels=args.head),
-                          size, args.batch_size, args.device, args.amp)
-        for backbone in args.backbones
+        (backbone, output_stride, skip): prepare(
+            ModelConfig(backbone=backbone, output_stride=output_stride, head_channels=args.head, low_level_skip=skip),
+            size, args.batch_size, args.device, args.amp)
+        for backbone, output_stride, skip in itertools.product(args.backbones, args.output_strides, skips)
     }
-    seconds: dict[str, list[float]] = {backbone: [] for backbone in steps}
+    seconds: dict[tuple[str, int, bool], list[float]] = {case: [] for case in steps}
     for round_index in range(args.warmup + args.steps):
-        for backbone, step in steps.items():
+        for case, step in steps.items():
             start = time.perf_counter()
             step()
             if round_index >= args.warmup:
-                seconds[backbone].append(time.perf_counter() - start)
+                seconds[case].append(time.perf_counter() - start)
     device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"cpu, {args.threads} threads"
     print(f"torch {torch.__version__}, {device}, {platform.machine()}, {args.size}, batch {args.batch_size}, "
-          f"output stride {args.output_stride}, head {args.head or 'DeepLab-v2'}, amp {'bf16' if args.amp else 'off'}, "
+          f"head {args.head or 'DeepLab-v2'}, amp {'bf16' if args.amp else 'off'}, "
           f"{args.steps} rounds\n")
-    print("| backbone | median s/step | best s/step | images/s (median) |")
-    print("| --- | --- | --- | --- |")
-    for backbone, times in seconds.items():
+    print("| backbone | OS | skip | median s/step | best s/step | images/s (median) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (backbone, output_stride, skip), times in seconds.items():
         median = statistics.median(times)
-        print(f"| {backbone} | {median:.3f} | {min(times):.3f} | {args.batch_size / median:.1f} |")
+        print(f"| {backbone} | {output_stride} | {'yes' if skip else 'no'} | {median:.3f} | {min(times):.3f} | "
+              f"{args.batch_size / median:.1f} |")
 
 
 if __name__ == "__main__":

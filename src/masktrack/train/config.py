@@ -36,10 +36,13 @@ class TrainConfig:
     rate: linear warmup over ``warmup_steps``, then poly decay ``(1 - step/total)^poly_power``.
     ``batch_norm``: ``frozen`` keeps the backbone's ImageNet statistics and affine parameters
     (DeepLab-v2 style), ``train`` updates them; ``auto`` freezes them when pretrained weights
-    are loaded. The head's batch norms always train; under CUDA DDP they all become SyncBatchNorm. ``amp`` None: bf16 autocast on CUDA
-    devices that support it, off on CPU. Validation holds out whole sequences: those named
-    in ``val_sequences`` plus a seeded ``val_fraction`` of the rest, at most ``val_samples``
-    samples (evenly spaced) evaluated every epoch and every ``val_every`` steps (0: epochs only).
+    are loaded. The head's batch norms always train. Training batch norms normalise over the
+    micro-batches of all processes together (``batch_size / accumulate`` samples, on CPU/gloo
+    too), so the world size does not change the model but ``accumulate`` does. ``amp`` None:
+    bf16 autocast on CUDA devices that support it, off on CPU. Validation holds out whole
+    sequences: those named in ``val_sequences`` plus a seeded ``val_fraction`` of the rest, at
+    most ``val_samples`` samples (evenly spaced) evaluated every epoch and every ``val_every``
+    steps (0: epochs only).
     """
 
     data: list[str] = field(default_factory=list)

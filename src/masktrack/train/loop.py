@@ -54,6 +54,7 @@ from masktrack.train.dataset import (
     previous_masks,
     split_samples,
 )
+from masktrack.train.sync_norm import convert_batch_norms
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
@@ -209,9 +210,10 @@ class _Trainer:
     def _model(self, load_pretrained: bool) -> tuple[nn.Module, MaskTrackNet]:
         """The network on the device, initialised from the seed, DDP-wrapped when distributed."""
         torch.manual_seed(self.config.seed)
-        network = build_model(self.config.model, self.config.pretrained if load_pretrained else None).to(self.device)
-        if self.ranks.world_size > 1 and self.device.type == "cuda":
-            network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        network = build_model(self.config.model, self.config.pretrained if load_pretrained else None)
+        if self.ranks.world_size > 1:  # batch statistics over the global batch, as in one process
+            network = convert_batch_norms(network)
+        network = network.to(self.device)
         self.frozen_norms = [
             module for module in network.backbone.modules()
             if self.config.freeze_batch_norm and isinstance(module, nn.modules.batchnorm._BatchNorm)
