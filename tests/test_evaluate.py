@@ -125,6 +125,19 @@ def test_frame_scores_of_multi_object_labels_equal_per_object_scores() -> None:
     assert (j[4], f[4]) == (1.0, 1.0)  # absent from both
 
 
+def test_object_given_at_a_later_frame_is_scored_from_the_next_frame(tmp_path: Path) -> None:
+    first, later = np.zeros(SIZE, bool), np.zeros(SIZE, bool)
+    first[5:20, 5:20] = True
+    later[25:40, 30:50] = True
+    gt = [_labels([first])] * 2 + [_labels([first, later])] * 4  # object 2 is given at frame 2
+    pred = [*gt[:4], _labels([first]), gt[5]]  # ... and missed at frame 4
+    _write_sequence(tmp_path / "gt", "seq", gt)
+    _write_sequence(tmp_path / "pred", "seq", pred)
+    one, two = evaluate_dataset(tmp_path / "gt", tmp_path / "pred", progress=False).objects
+    assert one.frames == ("00001", "00002", "00003", "00004") and one.j.tolist() == [1.0] * 4
+    assert two.frames == ("00003", "00004") and two.j.tolist() == [1.0, 0.0] and two.f.tolist() == [1.0, 0.0]
+
+
 def test_statistics_by_hand() -> None:
     values = [0.2, 0.6, 0.9, 0.5, 1.0, 0.7, 0.3, 0.8]
     stats = statistics(np.array(values))

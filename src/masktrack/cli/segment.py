@@ -61,10 +61,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from masktrack.errors import InputError
-    from masktrack.propagate.distributed import close_ranks, init_ranks, shared_output_dir
-    from masktrack.propagate.pipeline import segment_sequence
+    from masktrack.propagate.distributed import close_ranks, init_ranks
     from masktrack.propagate.run import (
-        choose_device, copy_overlay, finish_run, inherit_offline_settings, load_parent, open_sequences, segment_config, set_threads,
+        choose_device, copy_overlay, inherit_offline_settings, load_parent, open_sequences, segment_config, segment_run, set_threads,
     )
 
     start = time.perf_counter()
@@ -80,18 +79,11 @@ def run(args: argparse.Namespace) -> int:
         set_threads(args.threads, ranks.world_size, device)
         parent, metadata = load_parent(args.weights, device)
         inherit_offline_settings(config, metadata)
-        with shared_output_dir(args.out, args.overwrite, ranks) as run_dir:
-            results = ranks.run_everywhere(lambda: {
-                sequence.name: segment_sequence(parent, sequence, config, run_dir, device, bool(args.overlay),
-                                                args.save_probabilities, progress=not args.quiet)
-                for sequence in ranks.shard(sequences)
-            })
-            if ranks.is_main:
-                timings = {name: timing for result in results for name, timing in result.items()}
-                finish_run(run_dir, sequences, timings, config, vars(args), device, time.perf_counter() - start,
-                           zip_masks=args.zip, report=not args.no_report, images_root=args.davis)
-                if isinstance(args.overlay, Path):
-                    copy_overlay(run_dir / "overlays" / f"{sequences[0].name}.mp4", args.overlay)
+        segment_run(parent, sequences, config, args.out, device, vars(args), overwrite=args.overwrite, ranks=ranks,
+                    overlay=bool(args.overlay), save_probabilities=args.save_probabilities, zip_masks=args.zip,
+                    report=not args.no_report, images_root=args.davis, progress=not args.quiet, start=start)
+        if ranks.is_main and isinstance(args.overlay, Path):
+            copy_overlay(args.out / "overlays" / f"{sequences[0].name}.mp4", args.overlay)
     finally:
         close_ranks(ranks)
     if ranks.is_main and not args.quiet:

@@ -1,9 +1,10 @@
 """DAVIS 2017 semi-supervised evaluation of predicted mask folders against ground truth.
 
 ``GT_ROOT/<seq>/*.png`` and ``PRED_ROOT/<seq>/*.png``: the objects of a sequence are the ids of
-its first ground-truth frame; every ground-truth frame but the first and the last is scored, and
-needs a prediction of the same name and size. An object missing from a prediction is an empty
-mask; a predicted id that the first ground-truth frame lacks is an error.
+its first ground-truth frame, scored on every ground-truth frame but the first and the last; an id
+first seen in a later ground-truth frame (an object given there, as in YouTube-VOS) is scored from
+the next frame on. Each scored frame needs a prediction of the same name and size. An object
+missing from a prediction is an empty mask; a predicted id absent from the ground truth is an error.
 """
 
 from __future__ import annotations
@@ -99,25 +100,40 @@ def evaluate_sequence(gt_root: Path, pred_root: Path, sequence: str) -> list[Obj
     frames = _mask_names(gt_dir)
     if len(frames) < 3:
         raise InputError(f"{gt_dir}: needs at least 3 annotated frames (the first and last are not scored), found {len(frames)}")
-    ids = object_ids(read_mask(gt_dir / frames[0]))
-    if not ids:
+    first = dict.fromkeys(object_ids(read_mask(gt_dir / frames[0])), 0)  # object id -> frame where it is given
+    if not first:
         raise InputError(f"{gt_dir / frames[0]}: the first ground-truth frame has no object")
-    contiguous = ids == list(range(1, len(ids) + 1))
-    scored = frames[1:-1]
-    j = np.empty((len(scored), len(ids)))
-    f = np.empty((len(scored), len(ids)))
-    for t, name in enumerate(scored):
+    scores: dict[int, list[tuple[str, float, float]]] = {object_id: [] for object_id in first}
+    unknown: dict[int, str] = {}  # predicted ids not (yet) in the ground truth -> first file with them
+    for t, name in enumerate(frames[1:-1], start=1):
         gt = _read_labels(gt_dir / name)
         pred = _read_labels(pred_dir / name)
         if pred.shape != gt.shape:
             raise InputError(f"{pred_dir / name}: size {pred.shape[1]}x{pred.shape[0]} differs from the ground truth's {gt.shape[1]}x{gt.shape[0]}")
-        if int(pred.max()) > ids[-1] or not contiguous:
-            extra = sorted(set(np.flatnonzero(np.bincount(pred.ravel(), minlength=256)).tolist()) - {0, *ids})
-            if extra:
-                raise InputError(f"{pred_dir / name}: object id(s) {extra} absent from the first ground-truth frame {gt_dir / frames[0]}")
-        j[t], f[t] = frame_scores(gt, pred, ids)
-    names = tuple(Path(name).stem for name in scored)
-    return [ObjectResult(sequence, object_id, names, j[:, k].copy(), f[:, k].copy()) for k, object_id in enumerate(ids)]
+        for labels, later in ((gt, None), (pred, str(pred_dir / name))):
+            for object_id in _new_ids(labels, first):
+                if later is None:
+                    first[object_id], scores[object_id] = t, []
+                else:
+                    unknown.setdefault(object_id, later)
+        scored = [object_id for object_id, given in first.items() if given < t]
+        for object_id, j, f in zip(scored, *frame_scores(gt, pred, scored)):
+            scores[object_id].append((Path(name).stem, float(j), float(f)))
+    extra = sorted(set(unknown) - set(first))
+    if extra:
+        raise InputError(f"{unknown[extra[0]]}: object id(s) {extra} absent from the ground truth {gt_dir}")
+    return [
+        ObjectResult(sequence, object_id, tuple(row[0] for row in rows), np.array([row[1] for row in rows]), np.array([row[2] for row in rows]))
+        for object_id, rows in sorted(scores.items())
+        if rows
+    ]
+
+
+def _new_ids(labels: np.ndarray, known: dict[int, int]) -> list[int]:
+    """Ids in ``labels`` that ``known`` lacks (a bincount only when the maximum does not rule them out)."""
+    if int(labels.max()) <= len(known) and max(known) == len(known):  # known ids are 1..n
+        return []
+    return [object_id for object_id in np.flatnonzero(np.bincount(labels.ravel(), minlength=256)).tolist() if object_id and object_id not in known]
 
 
 def evaluate_dataset(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Sequence as SequenceOf
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -16,8 +17,12 @@ from masktrack.atomic import atomic_file
 from masktrack.data.sources import Sequence, open_davis, open_input, open_youtube_vos
 from masktrack.errors import InputError
 from masktrack.model.checkpoint import load_checkpoint
+from masktrack.propagate.distributed import Ranks, shared_output_dir
 from masktrack.propagate.outputs import SequenceTiming, write_submission_zip, write_timings
-from masktrack.propagate.pipeline import SegmentConfig
+from masktrack.propagate.pipeline import SegmentConfig, segment_sequence
+
+if TYPE_CHECKING:
+    from masktrack.evaluate import EvaluationResult
 
 SHIPPED_WEIGHTS = "weights/default.safetensors"  # package data of masktrack
 CONFIG_YAML = "config.yaml"
@@ -135,6 +140,42 @@ def inherit_offline_settings(config: SegmentConfig, metadata: dict[str, Any]) ->
         config.propagate.dilate_previous = trained.deform.dilate_radius
 
 
+def segment_run(
+    parent: torch.nn.Module,
+    sequences: SequenceOf[Sequence],
+    config: SegmentConfig,
+    out: Path,
+    device: str,
+    record: dict[str, Any],
+    overwrite: bool = False,
+    ranks: Ranks = Ranks(),
+    overlay: bool = False,
+    save_probabilities: bool = False,
+    zip_masks: bool = False,
+    report: bool = True,
+    images_root: Path | None = None,
+    progress: bool = True,
+    start: float | None = None,
+) -> EvaluationResult | None:
+    """Segment ``sequences`` into the atomic run folder ``out`` (sharded over ``ranks``), then finish it.
+
+    ``record``: what was run, for ``config.yaml``; ``start``: the run's ``time.perf_counter()`` start
+    (default: now). Returns the evaluation on rank 0 when every frame has ground truth, else None.
+    """
+    start = time.perf_counter() if start is None else start
+    evaluation = None
+    with shared_output_dir(out, overwrite, ranks) as run_dir:
+        results = ranks.run_everywhere(lambda: {
+            sequence.name: segment_sequence(parent, sequence, config, run_dir, device, overlay, save_probabilities, progress)
+            for sequence in ranks.shard(sequences)
+        })
+        if ranks.is_main:
+            timings = {name: timing for result in results for name, timing in result.items()}
+            evaluation = finish_run(run_dir, sequences, timings, config, record, device, time.perf_counter() - start,
+                                    zip_masks, report, images_root, progress)
+    return evaluation
+
+
 def finish_run(
     run_dir: Path,
     sequences: SequenceOf[Sequence],
@@ -146,25 +187,30 @@ def finish_run(
     zip_masks: bool,
     report: bool,
     images_root: Path | None = None,
-) -> None:
+    progress: bool = True,
+) -> EvaluationResult | None:
     """Timings, settings, evaluation (when every frame has ground truth), CodaLab zip, report.
 
     ``images_root``: a DAVIS-layout dataset holding the input frames, shown in the report.
+    Returns the evaluation, or None without ground truth.
     """
     names = [sequence.name for sequence in sequences]
     write_timings(run_dir / "timings.json", device_name(device), {name: timings[name] for name in names}, round(total_s, 3))
     write_run_config(run_dir / CONFIG_YAML, config, record, device)
     ground_truth = ground_truth_root(sequences)
+    evaluation = None
     if ground_truth is not None:
         from masktrack.evaluate import evaluate_dataset, write_results
 
-        write_results(evaluate_dataset(ground_truth, run_dir, sequences=names), run_dir / "eval")
+        evaluation = evaluate_dataset(ground_truth, run_dir, sequences=names, progress=progress)
+        write_results(evaluation, run_dir / "eval")
     if zip_masks:
         write_submission_zip(run_dir, names)
     if report:
         from masktrack.report import write_report
 
         write_report(run_dir, images_root=images_root)
+    return evaluation
 
 
 def copy_overlay(source: Path, path: Path) -> None:
