@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -347,7 +348,8 @@ def test_torchrun_shards_a_split_over_two_processes_into_one_run_folder(tmp_path
 # --- accuracy on synthetic videos ------------------------------------------------------------
 
 
-@pytest.mark.skip(reason="issue 4 not met yet: this recipe reaches J&F 0.74 (< 0.85) in ~160 s; see the demo helper's report")
+@pytest.mark.skipif(os.environ.get("MASKTRACK_SLOW_TESTS") != "1",
+                    reason="slow (minutes; MASKTRACK_SLOW_TESTS=1 runs it); fails for now: J&F 0.74 measured, 0.85 required")
 def test_parent_trained_on_synthetic_videos_tracks_crossing_appearing_and_leaving_objects(
         tmp_path: Path, synthetic_parent: Path) -> None:
     """Issue 4: the demo's parent recipe (trained by the training API), fine-tuned online: J&F >= 0.85."""
