@@ -19,6 +19,7 @@ Stages (each skipped when its output already exists, so an interrupted run conti
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import subprocess
@@ -65,19 +66,32 @@ def masktrack(*arguments: str) -> None:
         sys.exit(f"davis2016: `{' '.join(command)}` failed")
 
 
-def train_parent(args: argparse.Namespace) -> tuple[Path, float]:
-    """The parent checkpoint and the seconds spent training it now (0 when it existed)."""
+def train_parent(args: argparse.Namespace) -> Path:
+    """The parent checkpoint: ``--parent``, or the one in ``RUN/parent``, trained now if missing."""
     if args.parent is not None:
-        return args.parent, 0.0
+        return args.parent
     parent_dir = args.run / "parent"
     model = parent_dir / "model.safetensors"
-    if model.is_file():
-        return model, 0.0
-    start = time.perf_counter()
-    resume = ["--resume"] if (parent_dir / "checkpoint.pt").is_file() else []
-    masktrack("train", "--config", str(args.train_config), "--data", f"{args.davis}:train", "--pretrained", str(args.imagenet),
-              "--out", str(parent_dir), *resume)
-    return model, time.perf_counter() - start
+    if not model.is_file():
+        resume = ["--resume"] if (parent_dir / "checkpoint.pt").is_file() else []
+        masktrack("train", "--config", str(args.train_config), "--data", f"{args.davis}:train", "--pretrained",
+                  str(args.imagenet), "--out", str(parent_dir), *resume)
+    return model
+
+
+def training_seconds(parent: Path) -> float | None:
+    """Wall-clock training time of the parent from its run's metrics.csv, summed over resumed
+    segments (``elapsed_s`` restarts at each resume); None when the run folder is not beside it."""
+    metrics = parent.parent / "metrics.csv"
+    if not metrics.is_file():
+        return None
+    total = previous = 0.0
+    for row in csv.DictReader(metrics.open()):
+        elapsed = float(row["elapsed_s"])
+        if elapsed < previous:
+            total += previous
+        previous = elapsed
+    return total + previous
 
 
 def segment_val(args: argparse.Namespace, parent: Path) -> Path:
@@ -117,14 +131,14 @@ def upsample_to_480p(low: Path, out: Path, sequences: list[str]) -> None:
         write_mask(out / sequence / mask.name, labels)
 
 
-def markdown(args: argparse.Namespace, scores: dict, timings: dict, train_s: float, segment_config: str) -> str:
+def markdown(args: argparse.Namespace, scores: dict, timings: dict, train_s: float | None, segment_config: str) -> str:
     """The results page: settings, global figures, per-sequence table."""
     g = scores["global"]
     rows = "\n".join(f"| {name} | {j:.3f} | {f:.3f} | {(j + f) / 2:.3f} |" for name, (j, f) in scores["objects"].items())
     finetune_s = sum(t["finetune_s"] for t in timings["sequences"].values())
     propagate_s = sum(t["propagate_s"] for t in timings["sequences"].values())
     frames = sum(t["frames"] for t in timings["sequences"].values())
-    train = f"{train_s / 60:.0f} min" if train_s else "(parent trained earlier, see its metrics.csv)"
+    train = f"{train_s / 60:.0f} min on this machine" if train_s is not None else "not recorded beside the checkpoint"
     return f"""# DAVIS 2016 val: J&F of the CPU pipeline
 
 Written by `benchmarks/davis2016.py` on {date.today()} ({platform.processor() or platform.machine()},
@@ -153,7 +167,7 @@ first and last frames not scored.
 def main() -> None:
     args = parse_args()
     start = time.perf_counter()
-    parent, train_s = train_parent(args)
+    parent = train_parent(args)
     low = segment_val(args, parent)
     sequences = sorted(json.loads((low / "timings.json").read_text())["sequences"])
     high = args.run / "val-480p"
@@ -171,7 +185,7 @@ def main() -> None:
                f"propagation at height {propagate['size']}, {'soft' if propagate['soft_masks'] else 'hard'} previous masks "
                f"dilated by {propagate['dilate_previous']} px (at 480p)")
     if args.doc:
-        Path(args.doc).write_text(markdown(args, scores, timings, train_s, summary))
+        Path(args.doc).write_text(markdown(args, scores, timings, training_seconds(parent), summary))
     g = scores["global"]
     print(f"DAVIS 2016 val (240p input, scored at 480p): J&F {g['J&F-Mean']:.4f}  J {g['J-Mean']:.4f}  F {g['F-Mean']:.4f}"
           f"  ({(time.perf_counter() - start) / 60:.1f} min this run)")

@@ -9,7 +9,6 @@ import pytest
 from masktrack.data.synth import generate_dataset
 
 SYNTHETIC_DAVIS = {"num_videos": 4, "num_frames": 12, "size": (96, 128), "seed": 0}
-SYNTHETIC_PARENT = {"train_steps": 300, "batch_size": 8}  # the demo recipe
 
 
 @pytest.fixture(scope="session")
@@ -22,21 +21,3 @@ def synthetic_davis(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     return generate_dataset(tmp_path_factory.mktemp("synthetic_davis"), **SYNTHETIC_DAVIS)
 
-
-@pytest.fixture(scope="session")
-def synthetic_parent(synthetic_davis: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo's parent network recipe trained (one CPU thread) on ``synthetic_davis``'s train split.
-
-    Returns the weights; shared by the demo tests and the synthetic accuracy test of `segment`.
-    """
-    import torch
-
-    from masktrack.demo import DemoSettings, train_parent
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        settings = DemoSettings(size=SYNTHETIC_DAVIS["size"], **SYNTHETIC_PARENT)
-        return train_parent(synthetic_davis, tmp_path_factory.mktemp("synthetic_parent") / "run", settings, progress=False)
-    finally:
-        torch.set_num_threads(threads)

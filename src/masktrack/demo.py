@@ -2,7 +2,7 @@
 
 ``OUT/data`` is a synthetic dataset in the DAVIS 2017 layout (:mod:`masktrack.data.synth`),
 ``OUT/parent`` the offline training run of the parent network on its train split (skipped
-when a parent is given or the shipped model exists), and ``OUT/run`` the `masktrack segment`
+when a parent network is given), and ``OUT/run`` the `masktrack segment`
 run folder of its val split, with ``eval/`` and ``report/``.
 """
 
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from masktrack.atomic import atomic_output_dir
 from masktrack.data.sources import open_davis
 from masktrack.data.synth import generate_dataset
 from masktrack.propagate.pipeline import SegmentConfig
-from masktrack.propagate.run import SHIPPED_WEIGHTS, inherit_offline_settings, load_parent, segment_run
+from masktrack.propagate.run import inherit_offline_settings, load_parent, segment_run
 from masktrack.train import TrainConfig, train
 
 # A MobileNetV2 with a light head at output stride 16: learns the synthetic objects in minutes on a CPU.
@@ -48,15 +47,9 @@ class DemoResult:
 
     run_dir: Path
     report: Path
-    parent: str  # "trained", "shipped" or "given"
+    parent: Path | None  # the given parent network; None: trained here
     metrics: dict[str, float]  # the evaluator's global figures, "J&F-Mean" first
     seconds: float
-
-
-def shipped_model() -> Path | None:
-    """The shipped parent model (package data), or None when this install has none."""
-    shipped = resources.files("masktrack").joinpath(SHIPPED_WEIGHTS)
-    return Path(str(shipped)) if shipped.is_file() else None
 
 
 def parent_config(data: Path, settings: DemoSettings) -> TrainConfig:
@@ -87,38 +80,31 @@ def run_demo(
     settings: DemoSettings | None = None,
     overwrite: bool = False,
     parent: Path | None = None,
-    train_anyway: bool = False,
     progress: bool = True,
 ) -> DemoResult:
     """Write the demo into the atomic folder ``out`` and return its scores.
 
-    The parent network is ``parent`` if given, else the shipped model if it exists (unless
-    ``train_anyway``), else one trained here on the synthetic train split. Either way it is
-    fine-tuned online on each val video's given masks before segmenting it. ``settings``
-    default to ``DEFAULT_SETTINGS``.
+    The parent network is ``parent`` if given, else one trained here on the synthetic train
+    split. Either way it is fine-tuned online on each val video's given masks before segmenting
+    it. ``settings`` default to ``DEFAULT_SETTINGS``.
     """
     start = time.perf_counter()
     settings = settings or DEFAULT_SETTINGS
-    shipped = None if parent is not None or train_anyway else shipped_model()
     with atomic_output_dir(out, overwrite) as folder:
         data = generate_dataset(folder / "data", num_videos=settings.videos, num_frames=settings.frames,
                                 size=settings.size, seed=settings.seed, progress=progress)
-        if parent is not None:
-            weights, source = parent, "given"
-        elif shipped is not None:
-            weights, source = shipped, "shipped"
-        else:
-            weights, source = train_parent(data, folder / "parent", settings, progress), "trained"
+        weights = parent if parent is not None else train_parent(data, folder / "parent", settings, progress)
         network, metadata = load_parent(weights, "cpu")
         config = segment_settings(settings)
         inherit_offline_settings(config, metadata)
-        record = {"demo": True, "parent": source, "weights": str(weights), "settings": _plain(settings)}
+        record = {"demo": True, "parent": "trained" if parent is None else "given", "weights": str(weights),
+                  "settings": _plain(settings)}
         evaluation = segment_run(network, open_davis(data, split="val"), config, folder / "run", "cpu", record,
                                  images_root=data, progress=progress)
     if evaluation is None:
         raise RuntimeError(f"{data}: the synthetic val split lacks ground truth")
     run_dir = Path(out) / "run"
-    return DemoResult(run_dir, run_dir / "report" / "index.html", source, evaluation.global_metrics, time.perf_counter() - start)
+    return DemoResult(run_dir, run_dir / "report" / "index.html", parent, evaluation.global_metrics, time.perf_counter() - start)
 
 
 def _plain(settings: DemoSettings) -> dict[str, object]:

@@ -113,13 +113,18 @@ def open_sequences(
     return sequences
 
 
+def shipped_model() -> Path | None:
+    """The shipped parent model (package data), or None when this install has none."""
+    shipped = resources.files("masktrack").joinpath(SHIPPED_WEIGHTS)
+    return Path(str(shipped)) if shipped.is_file() else None
+
+
 def load_parent(weights: Path | None, device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The parent network from ``weights`` or the shipped model (channels-last on CPU) and its metadata."""
     if weights is None:
-        shipped = resources.files("masktrack").joinpath(SHIPPED_WEIGHTS)
-        if not shipped.is_file():
+        weights = shipped_model()
+        if weights is None:
             raise InputError(f"no shipped model at masktrack/{SHIPPED_WEIGHTS}: pass --weights CKPT (train one with `masktrack train`)")
-        weights = Path(str(shipped))
     model, metadata = load_checkpoint(weights, map_location=device)
     if device == "cpu":
         model = model.to(memory_format=torch.channels_last)
