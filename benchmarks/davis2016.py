@@ -52,6 +52,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "davis2016", help="run folder (default: runs/davis2016)")
     parser.add_argument("--finetune-steps", type=int, default=None, help="online fine-tuning steps per sequence (default: segment's)")
     parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="fine-tuning mode (default: segment's)")
+    parser.add_argument("--size", type=int, default=240, help="network input height for fine-tuning and propagation (default: 240, the frames' own)")
     parser.add_argument("--segment-config", type=Path, help="YAML for masktrack segment (finetune:, propagate:)")
     parser.add_argument("--sequences", nargs="+", metavar="NAME", help="only these val sequences")
     parser.add_argument("--doc", default=str(REPO / "docs" / "davis2016.md"), help="Markdown results file ('' for none)")
@@ -99,7 +100,7 @@ def segment_val(args: argparse.Namespace, parent: Path) -> Path:
     out = args.run / "val-240p"
     if (out / "timings.json").is_file():
         return out
-    options = ["--weights", str(parent), "--size", "240", "--save-probabilities", "--no-report", "--overwrite"]
+    options = ["--weights", str(parent), "--size", str(args.size), "--save-probabilities", "--no-report", "--overwrite"]
     if args.finetune_steps is not None:
         options += ["--finetune-steps", str(args.finetune_steps)]
     if args.finetune_mode:

@@ -34,7 +34,7 @@ MODES = ("shared", "per_object")
 class FinetuneConfig:
     """Online fine-tuning settings; ``steps = 0`` uses the parent network unchanged."""
 
-    steps: int = 100
+    steps: int = 50  # 50 steps of 4 samples: under a minute per object on 2 CPU cores at 240p
     lr: float = 1e-4
     batch_size: int = 4
     mode: str = "shared"
