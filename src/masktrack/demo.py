@@ -33,7 +33,7 @@ class DemoSettings:
     train_steps: int = 300
     batch_size: int = 8
     lr: float = 0.01
-    finetune_steps: int = 100
+    finetune_steps: int = 50  # per object
     finetune_lr: float = 1e-3
     seed: int = 0
 

@@ -14,10 +14,10 @@ examples:
   # a frame folder, with a mask for each frame where new objects appear (named like the frames)
   masktrack segment frames/ --mask 00000.png --mask 00005.png --weights parent.safetensors --out runs/f
 
-  # the DAVIS val split at 240p, shared fine-tuning, overlays, a CodaLab zip; scored when ground truth exists
-  masktrack segment --davis data/davis2016 --split val --size 240 --overlay --zip --out runs/davis-val
+  # the DAVIS val split at 240p, one shared network for all objects, overlays, a CodaLab zip; scored when ground truth exists
+  masktrack segment --davis data/davis2016 --split val --size 240 --finetune-mode shared --overlay --zip --out runs/davis-val
 
-  # no fine-tuning, one network per object, on the GPU
+  # no fine-tuning, on the GPU
   masktrack segment clip.mp4 --mask first.png --finetune-steps 0 --device cuda --out runs/plain
 
   # shard a split over 4 processes writing one run folder
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, metavar="CKPT", help="parent model checkpoint (.safetensors); default: the shipped model")
     parser.add_argument("--config", type=Path, metavar="YAML", help="settings file (finetune:, propagate:, seed:), overridden by the flags below")
     parser.add_argument("--finetune-steps", type=int, metavar="N", help="online fine-tuning steps (0: use the parent as is)")
-    parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="one network for all objects, or one per object")
+    parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="one network per object (default) or one for all objects (cheaper for many objects)")
     parser.add_argument("--size", type=int, metavar="H", help="network input height (frames are resized; masks come back at frame size)")
     parser.add_argument("--overlay", nargs="?", const=True, default=False, type=Path, metavar="FILE",
                         help="write OUT/overlays/<seq>.mp4 (and, for a single input, a copy at FILE if given)")
