@@ -23,7 +23,7 @@ appearing mid-video in every other video, one leaving the frame in every third) 
 or --shipped gives one); fine-tunes it online on each val video's given masks; segments the 2
 val videos, evaluates them and writes the report. The output folder appears only when complete.
 The shipped model was trained on real DAVIS videos at 240p: on these small synthetic frames the
-parent trained here does better (J&F 0.867 vs 0.563 measured, docs/model-card.md).
+parent trained here does better (J&F 0.946 vs 0.563 measured, docs/model-card.md).
 
 outputs (OUT = --out):
   OUT/data/ (the synthetic dataset)  OUT/parent/ (the training run, when trained)
