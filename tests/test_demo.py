@@ -21,8 +21,9 @@ TINY = DemoSettings(videos=3, frames=6, size=(48, 64), train_steps=3, batch_size
 
 @pytest.fixture(autouse=True)
 def tiny_demo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Tiny default settings, one CPU thread (restored afterwards)."""
+    """Tiny default settings, no shipped model, one CPU thread (restored afterwards)."""
     monkeypatch.setattr(demo, "DEFAULT_SETTINGS", TINY)
+    monkeypatch.setattr(run, "shipped_model", lambda: None)
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
@@ -59,16 +60,16 @@ def test_missing_weights_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert "none.safetensors" in capsys.readouterr().err and not (tmp_path / "demo").exists()
 
 
-def test_shipped_flag_fine_tunes_the_shipped_model_without_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   capsys: pytest.CaptureFixture) -> None:
+def test_shipped_model_is_the_parent_unless_training_is_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture) -> None:
     torch.manual_seed(0)
     shipped_weights = tmp_path / "default.safetensors"
     save_checkpoint(shipped_weights, build_model(ModelConfig(**demo.DEMO_MODEL)))
     monkeypatch.setattr(run, "shipped_model", lambda: shipped_weights)
-    assert main(["demo", "--out", str(tmp_path / "shipped"), "--shipped", "--threads", "1", "--quiet"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "shipped"), "--threads", "1", "--quiet"]) == 0
     assert f"parent: the shipped model {shipped_weights}" in capsys.readouterr().out
     assert (tmp_path / "shipped" / "run" / "report" / "index.html").is_file()
     assert not (tmp_path / "shipped" / "parent").exists()
-    monkeypatch.setattr(run, "shipped_model", lambda: None)
-    assert main(["demo", "--out", str(tmp_path / "none"), "--shipped"]) == 2
-    assert "--shipped" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    assert main(["demo", "--out", str(tmp_path / "trained"), "--train", "--threads", "1", "--quiet"]) == 0
+    assert "trained here on the synthetic train split" in capsys.readouterr().out
+    assert (tmp_path / "trained" / "parent" / "model.safetensors").is_file()

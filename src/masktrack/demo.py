@@ -2,7 +2,8 @@
 
 ``OUT/data`` is a synthetic dataset in the DAVIS 2017 layout (:mod:`masktrack.data.synth`),
 ``OUT/parent`` the offline training run of the parent network on its train split (skipped
-when a parent network is given), and ``OUT/run`` the `masktrack segment`
+when a parent network is given: the `masktrack demo` command gives the shipped model unless
+``--train``), and ``OUT/run`` the `masktrack segment`
 run folder of its val split, with ``eval/`` and ``report/``.
 """
 
