@@ -35,7 +35,7 @@ def test_cli_trains_segments_evaluates_and_prints_the_report_and_jf(tmp_path: Pa
     printed = capsys.readouterr().out
     assert "trained here on the synthetic train split" in printed
     assert f"report {out / 'run' / 'report' / 'index.html'}" in printed
-    assert (out / "run" / "report" / "index.html").is_file()
+    assert "<h1>masktrack report: run</h1>" in (out / "run" / "report" / "index.html").read_text()  # not run.partial
     assert (out / "parent" / "model.safetensors").is_file()
     assert sorted(p.name for p in (out / "run" / "synth-002").iterdir()) == [f"{t:05d}.png" for t in range(6)]
     with (out / "run" / "eval" / "global_results.csv").open(newline="") as handle:

@@ -12,6 +12,9 @@ from pathlib import Path
 from masktrack.errors import InputError
 
 
+PARTIAL_SUFFIX = ".partial"  # an output folder being written: <name>.partial
+
+
 @contextmanager
 def atomic_output_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a sibling ``<name>.partial`` folder; rename it to ``path`` on success.
@@ -22,7 +25,7 @@ def atomic_output_dir(path: str | Path, overwrite: bool = False) -> Iterator[Pat
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path}: output exists (pass --overwrite to replace it)")
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:

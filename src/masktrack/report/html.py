@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from masktrack.atomic import atomic_output_dir
+from masktrack.atomic import PARTIAL_SUFFIX, atomic_output_dir
 from masktrack.data.masks import DAVIS_PALETTE, read_mask
 from masktrack.errors import InputError
 from masktrack.report.dataset import DatasetFrames
@@ -107,7 +107,7 @@ class _Page:
         ]
         sections = [(anchor, title, body) for anchor, title, body in sections if body]
         frames = sum(len(names) for names in self.run.sequences.values())
-        name = html.escape(self.run.root.resolve().name)
+        name = html.escape(self.run.root.resolve().name.removesuffix(PARTIAL_SUFFIX))  # the run's final name
         nav = "".join(f'<a href="#{anchor}">{title}</a>' for anchor, title, _ in sections)
         content = "".join(f'<section id="{anchor}"><h2>{title}</h2>{body}</section>' for anchor, title, body in sections)
         return (
