@@ -44,11 +44,10 @@ DEFAULT_SETTINGS = DemoSettings()
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Where the demo wrote its run, which parent it used, and the val split's scores."""
+    """Where the demo wrote its run and report, and the val split's scores."""
 
     run_dir: Path
     report: Path
-    parent: Path | None  # the given parent network; None: trained here
     metrics: dict[str, float]  # the evaluator's global figures, "J&F-Mean" first
     seconds: float
 
@@ -105,7 +104,7 @@ def run_demo(
     if evaluation is None:
         raise RuntimeError(f"{data}: the synthetic val split lacks ground truth")
     run_dir = Path(out) / "run"
-    return DemoResult(run_dir, run_dir / "report" / "index.html", parent, evaluation.global_metrics, time.perf_counter() - start)
+    return DemoResult(run_dir, run_dir / "report" / "index.html", evaluation.global_metrics, time.perf_counter() - start)
 
 
 def _plain(settings: DemoSettings) -> dict[str, object]:
