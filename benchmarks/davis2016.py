@@ -11,7 +11,7 @@ Stages (each skipped when its output already exists, so an interrupted run conti
 4. ``masktrack eval`` against ``Annotations/480p`` (first and last frames not scored), and a
    Markdown table per sequence with the global J&F, settings and times (``--doc``).
 
-    .venv/bin/python benchmarks/davis2016.py                       # everything, about 1 h on 2 cores
+    .venv/bin/python benchmarks/davis2016.py                       # everything, about 1.5 h on 2 cores
     .venv/bin/python benchmarks/davis2016.py --parent runs/davis2016/parent/model.safetensors \\
         --finetune-steps 0 --run runs/davis2016-ft0 --doc ''        # an ablation row from a trained parent
 """
@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from masktrack.data.masks import read_mask, write_mask
 from masktrack.evaluate import evaluate_dataset, write_results
+from masktrack.model import load_checkpoint
 from masktrack.propagate.propagate import merge_probabilities
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +96,14 @@ def training_seconds(parent: Path) -> float | None:
     return total + previous
 
 
+def parent_summary(parent: Path) -> str:
+    """Backbone, output stride and training steps of a parent checkpoint, from its header."""
+    model, metadata = load_checkpoint(parent)
+    steps = metadata.get("step")
+    return (f"{model.config.backbone}, output stride {model.config.output_stride}"
+            + (f", {steps} training steps" if steps is not None else ""))
+
+
 def segment_val(args: argparse.Namespace, parent: Path) -> Path:
     """Fine-tune and segment the val split at 240p, keeping the probabilities."""
     out = args.run / "val-240p"
@@ -132,7 +141,8 @@ def upsample_to_480p(low: Path, out: Path, sequences: list[str]) -> None:
         write_mask(out / sequence / mask.name, labels)
 
 
-def markdown(args: argparse.Namespace, scores: dict, timings: dict, train_s: float | None, segment_config: str) -> str:
+def markdown(args: argparse.Namespace, scores: dict, timings: dict, train_s: float | None, segment_config: str,
+             run_s: float) -> str:
     """The results page: settings, global figures, per-sequence table."""
     g = scores["global"]
     rows = "\n".join(f"| {name} | {j:.3f} | {f:.3f} | {(j + f) / 2:.3f} |" for name, (j, f) in scores["objects"].items())
@@ -140,6 +150,7 @@ def markdown(args: argparse.Namespace, scores: dict, timings: dict, train_s: flo
     propagate_s = sum(t["propagate_s"] for t in timings["sequences"].values())
     frames = sum(t["frames"] for t in timings["sequences"].values())
     train = f"{train_s / 60:.0f} min on this machine" if train_s is not None else "not recorded beside the checkpoint"
+    parent = parent_summary(args.parent or args.run / "parent" / "model.safetensors")
     return f"""# DAVIS 2016 val: J&F of the CPU pipeline
 
 Written by `benchmarks/davis2016.py` on {date.today()} ({platform.processor() or platform.machine()},
@@ -153,11 +164,12 @@ first and last frames not scored.
 |---:|---:|---:|---:|---:|---:|---:|
 | **{g['J&F-Mean']:.3f}** | {g['J-Mean']:.3f} | {g['J-Recall']:.3f} | {g['J-Decay']:.3f} | {g['F-Mean']:.3f} | {g['F-Recall']:.3f} | {g['F-Decay']:.3f} |
 
-- Parent: `{args.train_config.relative_to(REPO) if args.parent is None else args.parent}` on DAVIS 2016 train
+- Parent: {parent}, `{args.train_config.relative_to(REPO) if args.parent is None else args.parent}` on DAVIS 2016 train
   (240p), from ImageNet `{args.imagenet.name}`; training time {train}.
 - Online: {segment_config}
 - Times: fine-tuning {finetune_s / 60:.1f} min for {len(timings['sequences'])} sequences, propagation
-  {propagate_s:.0f} s for {frames} frames ({frames / max(propagate_s, 1e-9):.1f} frames/s).
+  {propagate_s:.0f} s for {frames} frames ({frames / max(propagate_s, 1e-9):.1f} frames/s); this run of the
+  script {run_s / 60:.0f} min (stages found done are skipped, not counted).
 
 | sequence | J | F | J&F |
 |---|---:|---:|---:|
@@ -186,7 +198,7 @@ def main() -> None:
                f"propagation at height {propagate['size']}, {'soft' if propagate['soft_masks'] else 'hard'} previous masks "
                f"dilated by {propagate['dilate_previous']} px (at 480p)")
     if args.doc:
-        Path(args.doc).write_text(markdown(args, scores, timings, training_seconds(parent), summary))
+        Path(args.doc).write_text(markdown(args, scores, timings, training_seconds(parent), summary, time.perf_counter() - start))
     g = scores["global"]
     print(f"DAVIS 2016 val (240p input, scored at 480p): J&F {g['J&F-Mean']:.4f}  J {g['J-Mean']:.4f}  F {g['F-Mean']:.4f}"
           f"  ({(time.perf_counter() - start) / 60:.1f} min this run)")
