@@ -23,7 +23,7 @@ appearing mid-video in every other video, one leaving the frame in every third) 
 when this install has no shipped model, trains a MobileNetV2 parent from scratch on the 6 train
 videos); fine-tunes it online on each val video's given masks; segments the 2 val videos,
 evaluates them and writes the report. The output folder appears only when complete. Measured on
-2 CPU cores: shipped parent J&F 0.846 in 41 s; --train J&F 0.946 in 136 s.
+2 CPU cores: shipped parent J&F 0.832 in 64 s; --train J&F 0.946 in 136 s.
 
 outputs (OUT = --out):
   OUT/data/ (the synthetic dataset)  OUT/parent/ (the training run, when trained)
