@@ -341,7 +341,7 @@ def test_shipped_model_tracks_a_real_davis_sequence(tmp_path: Path) -> None:
     """The shipped model, briefly fine-tuned, on DAVIS 2016 val `blackswan` at 240p: mean IoU > 0.8."""
     frames, truth = (DAVIS2016 / kind / "240p" / "blackswan" for kind in ("JPEGImages", "Annotations"))
     out = tmp_path / "out"
-    assert segment(frames, "--mask", truth / "00000.png", "--out", out, "--finetune-steps", 10, "--no-report") == 0
+    assert segment(frames, "--mask", truth / "00000.png", "--out", out, "--finetune-steps", 25, "--no-report") == 0
     ious = []
     for path in sorted(truth.glob("*.png"))[1:]:
         predicted, expected = read_mask(out / "blackswan" / path.name) > 0, read_mask(path) > 0
