@@ -1,8 +1,8 @@
 """MaskTrackNet inference throughput on CPU, one frame and one object at a time.
 
 Times ``model(image, prev_mask)`` under ``torch.inference_mode`` at 240p (427x240) for each
-backbone x output stride x head combination and mode (plain eval, channels-last, or
-``prepare_for_inference``: batch norms folded + channels-last), and prints a Markdown table. Configurations are timed round-robin, so that load from other
+backbone x output stride x head combination and mode (plain eval, or
+``prepare_for_inference``: batch norms folded; the network is channels-last in both), and prints a Markdown table. Configurations are timed round-robin, so that load from other
 processes affects all alike; the best time is the least disturbed estimate. Parameters and
 float32 size (MB) are those of the trainable model (the checkpoint size).
 
@@ -24,7 +24,7 @@ import torch
 from masktrack.model import ModelConfig, build_model
 from masktrack.model.inference import prepare_for_inference
 
-MODES = ("eager", "channels_last", "prepared")
+MODES = ("eager", "prepared")
 SKIP_CHOICES = {"off": [False], "on": [True], "both": [False, True]}
 
 
@@ -35,8 +35,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--heads", nargs="+", type=int, default=[0, 128], help="head_channels values (0 = DeepLab-v2)")
     parser.add_argument("--skip", choices=list(SKIP_CHOICES), default="off", help="low_level_skip (light heads)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
-                        help="eager: model.eval(); channels_last: eval + channels-last; "
-                             "prepared: prepare_for_inference (batch norms folded, channels-last)")
+                        help="eager: model.eval(); prepared: prepare_for_inference (batch norms folded)")
     parser.add_argument("--size", default="427x240", help="WIDTHxHEIGHT of the frames")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--runs", type=int, default=15, help="timed rounds (one forward pass per configuration each)")
@@ -54,10 +53,6 @@ def prepare(config: ModelConfig, size: tuple[int, int], mode: str) -> tuple[Call
     image, mask = torch.rand(1, 3, height, width), (torch.rand(1, 1, height, width) > 0.5).float()
     if mode == "prepared":
         model = prepare_for_inference(model)
-    elif mode == "channels_last":
-        model = model.to(memory_format=torch.channels_last)
-    if mode != "eager":
-        image, mask = (t.contiguous(memory_format=torch.channels_last) for t in (image, mask))
     return (lambda: model(image, mask)), params, megabytes
 
 

@@ -60,7 +60,7 @@ def parent_models(args: argparse.Namespace) -> dict[int, torch.nn.Module]:
     else:
         config = ModelConfig(backbone=args.backbone, head_channels=args.head_channels, low_level_skip=args.low_level_skip)
         models = {stride: build_model(replace(config, output_stride=stride)) for stride in args.output_strides}
-    return {stride: model.to(memory_format=torch.channels_last).eval() for stride, model in models.items()}
+    return {stride: model.eval() for stride, model in models.items()}
 
 
 def clocks() -> np.ndarray:

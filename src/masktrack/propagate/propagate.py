@@ -122,10 +122,7 @@ def predict(
     for model, ids in group_by_network(models, list(previous)):
         masks = torch.stack([previous[i] for i in ids])
         masks = (dilate_disk(masks, dilation) if dilation > 0 else masks)[:, None]
-        images = image.expand(len(ids), -1, -1, -1)
-        if image.device.type == "cpu":
-            images = images.contiguous(memory_format=torch.channels_last)
-        logits = model(images, masks)
+        logits = model(image.expand(len(ids), -1, -1, -1), masks)
         object_probability = logits.float().softmax(dim=1)[:, 1]
         probabilities.update(zip(ids, object_probability))
     return probabilities

@@ -120,14 +120,12 @@ def shipped_model() -> Path | None:
 
 
 def load_parent(weights: Path | None, device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The parent network from ``weights`` or the shipped model (channels-last on CPU) and its metadata."""
+    """The parent network from ``weights`` or the shipped model, and its metadata."""
     if weights is None:
         weights = shipped_model()
         if weights is None:
             raise InputError(f"no shipped model at masktrack/{SHIPPED_WEIGHTS}: pass --weights CKPT (train one with `masktrack train`)")
     model, metadata = load_checkpoint(weights, map_location=device)
-    if device == "cpu":
-        model = model.to(memory_format=torch.channels_last)
     return model.eval(), metadata
 
 
