@@ -48,7 +48,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--davis", type=Path, default=SHARED / "data" / "davis2016", help="DAVIS 2016 root (240p frames, 480p masks)")
     parser.add_argument("--imagenet", type=Path, default=SHARED / "weights" / "mobilenetv2-imagenet-bottleneck.pt", help="ImageNet backbone weights")
-    parser.add_argument("--train-config", type=Path, default=REPO / "benchmarks" / "davis2016.yaml", help="offline training settings")
+    parser.add_argument("--train-config", type=Path, nargs="+", default=[REPO / "benchmarks" / "davis2016.yaml"], metavar="YAML",
+                        help="offline training settings (several: later files override earlier ones)")
     parser.add_argument("--parent", type=Path, help="use this trained parent checkpoint instead of training one")
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "davis2016", help="run folder (default: runs/davis2016)")
     parser.add_argument("--finetune-steps", type=int, default=None, help="online fine-tuning steps per sequence (default: segment's)")
@@ -58,6 +59,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sequences", nargs="+", metavar="NAME", help="only these val sequences")
     parser.add_argument("--doc", default=str(REPO / "docs" / "davis2016.md"), help="Markdown results file ('' for none)")
     return parser.parse_args()
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it, for the results page."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def masktrack(*arguments: str) -> None:
@@ -76,7 +83,8 @@ def train_parent(args: argparse.Namespace) -> Path:
     model = parent_dir / "model.safetensors"
     if not model.is_file():
         resume = ["--resume"] if (parent_dir / "checkpoint.pt").is_file() else []
-        masktrack("train", "--config", str(args.train_config), "--data", f"{args.davis}:train", "--pretrained",
+        configs = [option for path in args.train_config for option in ("--config", str(path))]
+        masktrack("train", *configs, "--data", f"{args.davis}:train", "--pretrained",
                   str(args.imagenet), "--out", str(parent_dir), *resume)
     return model
 
@@ -164,7 +172,7 @@ first and last frames not scored.
 |---:|---:|---:|---:|---:|---:|---:|
 | **{g['J&F-Mean']:.3f}** | {g['J-Mean']:.3f} | {g['J-Recall']:.3f} | {g['J-Decay']:.3f} | {g['F-Mean']:.3f} | {g['F-Recall']:.3f} | {g['F-Decay']:.3f} |
 
-- Parent: {parent}, `{args.train_config.relative_to(REPO) if args.parent is None else args.parent}` on DAVIS 2016 train
+- Parent: {parent}, `{' + '.join(map(shown, args.train_config)) if args.parent is None else args.parent}` on DAVIS 2016 train
   (240p), from ImageNet `{args.imagenet.name}`; training time {train}.
 - Online: {segment_config}
 - Times: fine-tuning {finetune_s / 60:.1f} min for {len(timings['sequences'])} sequences, propagation

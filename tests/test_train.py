@@ -16,7 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from masktrack.cli import build_parser, main
-from masktrack.cli.train import flag_settings
+from masktrack.cli.train import train_settings
 from masktrack.data.masks import write_mask
 from masktrack.errors import InputError
 from masktrack.model import load_checkpoint
@@ -73,15 +73,16 @@ def test_config_yaml_roundtrip_and_flag_precedence(tmp_path: Path) -> None:
     config = tiny_config(["a", "b:val"], val_sequences=["bear"])
     assert TrainConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict()))) == config
 
-    settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"lr": 0.5, "steps": 100, "model": {"backbone": "resnet18", "output_stride": 16}}))
-    args = build_parser().parse_args(["train", "--out", "run", "--config", str(settings), "--data", "d",
-                                      "--epochs", "3", "--size", "240", "--backbone", "resnet34"])
-    from masktrack.train import load_yaml, merge
-
-    merged = TrainConfig.from_dict(merge(load_yaml(settings), flag_settings(args)))
+    base, variant = tmp_path / "base.yaml", tmp_path / "variant.yaml"
+    base.write_text(yaml.safe_dump({"lr": 0.5, "steps": 100, "batch_size": 4,
+                                    "model": {"backbone": "resnet18", "output_stride": 16}, "deform": {"tps_prob": 0.5}}))
+    variant.write_text(yaml.safe_dump({"batch_size": 2, "deform": {"affine_prob": 0.0}}))
+    args = build_parser().parse_args(["train", "--out", "run", "--config", str(base), "--config", str(variant),
+                                      "--data", "d", "--epochs", "3", "--size", "240", "--backbone", "resnet34"])
+    merged = train_settings(args)
     assert (merged.lr, merged.steps, merged.epochs, merged.height, merged.width) == (0.5, None, 3, 240, None)
     assert (merged.model.backbone, merged.model.output_stride) == ("resnet34", 16)
+    assert (merged.batch_size, merged.deform.affine_prob, merged.deform.tps_prob) == (2, 0.0, 0.5)
     with pytest.raises(InputError, match="unknown setting"):
         TrainConfig.from_dict({"learning_rate": 1.0})
     with pytest.raises(InputError, match="batch_size"):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from masktrack.train import TrainConfig
 
 HELP = "offline training: learn to refine deformed masks on DAVIS, YouTube-VOS or image/mask folders"
 EXAMPLES = """\
@@ -31,7 +34,8 @@ annotated frame is a sample. Whole sequences are held out for validation (val_fr
 val_sequences in the YAML); validation IoU is logged next to the IoU of the deformed input masks.
 
 --config YAML: any TrainConfig setting (model:, deform:, augment:, optimizer:, batch_norm:, amp: ...);
-the run folder's config.yaml lists them all and is itself a valid --config file.
+the run folder's config.yaml lists them all and is itself a valid --config file. Given several
+times, later files override earlier ones key by key (a base file plus a small variant file).
 
 outputs (OUT = --out):
   OUT/model.safetensors (the trained network, written last)  OUT/config.yaml  OUT/metrics.csv
@@ -56,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, metavar="N", help="random seed of sampling, augmentation and deformation")
     parser.add_argument("--device", metavar="cpu|cuda", help="training device (default: cuda when available)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads per process (default: the cores shared by the processes)")
-    parser.add_argument("--config", type=Path, metavar="YAML", help="settings file, overridden by the flags above")
+    parser.add_argument("--config", type=Path, action="append", metavar="YAML",
+                        help="settings file (repeatable: later files override earlier ones), overridden by the flags above")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -83,18 +88,25 @@ def flag_settings(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def run(args: argparse.Namespace) -> int:
-    from masktrack.propagate.run import set_threads
-    from masktrack.train import CONFIG_FILE, TrainConfig, load_yaml, merge, train
+def train_settings(args: argparse.Namespace) -> TrainConfig:
+    """The run's settings: the saved ones when resuming, then each --config file in order, then the flags."""
+    from masktrack.train import CONFIG_FILE, TrainConfig, load_yaml, merge
 
     values: dict[str, Any] = {}
     saved = args.out / CONFIG_FILE
     if args.resume and saved.is_file():
         values = load_yaml(saved)
-    if args.config is not None:
-        values = merge(values, load_yaml(args.config))
+    for path in args.config or []:
+        values = merge(values, load_yaml(path))
     values = merge(values, flag_settings(args))
-    config = TrainConfig.from_dict(values, source=str(args.config or "settings"))
+    return TrainConfig.from_dict(values, source=", ".join(str(path) for path in args.config or []) or "settings")
+
+
+def run(args: argparse.Namespace) -> int:
+    from masktrack.propagate.run import set_threads
+    from masktrack.train import train
+
+    config = train_settings(args)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if args.threads is not None or world_size > 1:  # else torch's default (OMP_NUM_THREADS or all cores)
         set_threads(args.threads, world_size, "cuda" if config.device.startswith("cuda") else "cpu")
