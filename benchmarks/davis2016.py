@@ -4,14 +4,15 @@ Stages (each skipped when its output already exists, so an interrupted run conti
 
 1. ``masktrack train`` on DAVIS 2016 train at 240p from ImageNet MobileNetV2 weights
    (settings: ``benchmarks/davis2016.yaml``), into ``RUN/parent`` (``--resume`` after a crash);
-2. ``masktrack segment`` on the val split at 240p: online fine-tuning on each first frame,
-   propagation, per-object probabilities saved, into ``RUN/val-240p``;
+2. ``masktrack segment`` on the val split at 240p: online fine-tuning on each first frame (100
+   steps, twice ``masktrack segment``'s default: the 2-hour budget allows it), propagation,
+   per-object probabilities saved, into ``RUN/val-240p``;
 3. upsampling to 854x480 as the shared data's README prescribes: a bilinear upsample of each
    object's probabilities, then the propagation's merge rule, into ``RUN/val-480p``;
 4. ``masktrack eval`` against ``Annotations/480p`` (first and last frames not scored), and a
    Markdown table per sequence with the global J&F, settings and times (``--doc``).
 
-    .venv/bin/python benchmarks/davis2016.py                       # everything, about 1.5 h on 2 cores
+    .venv/bin/python benchmarks/davis2016.py                       # everything, about 1 h 45 min on 2 cores
     .venv/bin/python benchmarks/davis2016.py --parent runs/davis2016/parent/model.safetensors \\
         --finetune-steps 0 --run runs/davis2016-ft0 --doc ''        # an ablation row from a trained parent
 """
@@ -52,7 +53,7 @@ def parse_args() -> argparse.Namespace:
                         help="offline training settings (several: later files override earlier ones)")
     parser.add_argument("--parent", type=Path, help="use this trained parent checkpoint instead of training one")
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "davis2016", help="run folder (default: runs/davis2016)")
-    parser.add_argument("--finetune-steps", type=int, default=None, help="online fine-tuning steps per sequence (default: segment's)")
+    parser.add_argument("--finetune-steps", type=int, default=100, help="online fine-tuning steps per sequence (default: 100)")
     parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="fine-tuning mode (default: segment's)")
     parser.add_argument("--size", type=int, default=240, help="network input height for fine-tuning and propagation (default: 240, the frames' own)")
     parser.add_argument("--segment-config", type=Path, help="YAML for masktrack segment (finetune:, propagate:)")
@@ -117,9 +118,8 @@ def segment_val(args: argparse.Namespace, parent: Path) -> Path:
     out = args.run / "val-240p"
     if (out / "timings.json").is_file():
         return out
-    options = ["--weights", str(parent), "--size", str(args.size), "--save-probabilities", "--no-report", "--overwrite"]
-    if args.finetune_steps is not None:
-        options += ["--finetune-steps", str(args.finetune_steps)]
+    options = ["--weights", str(parent), "--size", str(args.size), "--finetune-steps", str(args.finetune_steps),
+               "--save-probabilities", "--no-report", "--overwrite"]
     if args.finetune_mode:
         options += ["--finetune-mode", args.finetune_mode]
     if args.segment_config:
