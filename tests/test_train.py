@@ -185,6 +185,17 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_davi
     assert all(torch.isfinite(value).all() for value in state["model"].values() if value.is_floating_point())
     assert not (run / "model.safetensors").exists()
 
+    monkeypatch.setattr(loop, "segmentation_loss", original)  # continue it with a lower learning rate
+    with pytest.raises(InputError, match="batch_size"):
+        train(tiny_config([f"{synthetic_davis}:train"], batch_size=2), run, resume=True, progress=False)
+    train(tiny_config([f"{synthetic_davis}:train"], lr=0.001), run, resume=True, progress=False)
+    resumed = [row for row in metric_rows(run) if row["phase"] == "train"]
+    schedule = loop.poly_schedule(2, 6, TrainConfig().poly_power)
+    assert [int(row["step"]) for row in resumed] == [1, 2, 3, 4, 5, 6]
+    lrs = [float(row["lr"]) for row in resumed]  # each row: the rate after its step's schedule update
+    assert lrs == pytest.approx([0.01 * schedule(step) for step in (1, 2)] + [0.001 * schedule(step) for step in (3, 4, 5)] + [0.0])
+    assert yaml.safe_load((run / "config.yaml").read_text())["lr"] == 0.001  # a further --resume keeps it
+
 
 def test_cli_refuses_a_missing_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code = main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--backbone", "resnet18"])

@@ -63,6 +63,7 @@ MODEL_FILE = "model.safetensors"
 TENSORBOARD_DIR = "tensorboard"
 METRIC_FIELDS = ("step", "epoch", "phase", "loss", "lr", "iou", "input_iou", "images_per_s", "elapsed_s")
 RESUME_MAY_CHANGE = ("device", "workers", "amp", "log_every")  # settings that do not change the result
+RESUME_MAY_RESCALE = ("lr",)  # a lower learning rate after a divergence: the schedule continues, rescaled
 
 
 class TrainingDiverged(InputError):
@@ -74,7 +75,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, overwr
     """Train a MaskTrackNet as ``config`` says; return the final ``out_dir/model.safetensors``.
 
     ``resume`` continues from ``out_dir/checkpoint.pt`` (the config must match the one it was
-    saved with, apart from ``RESUME_MAY_CHANGE``; a run without a checkpoint starts afresh).
+    saved with, apart from ``RESUME_MAY_CHANGE`` and the learning rate, whose schedule continues
+    from the saved step; a run without a checkpoint starts afresh).
     Otherwise an existing, non-empty ``out_dir`` is refused unless ``overwrite``. Under
     ``torchrun`` (``WORLD_SIZE > 1``) every process calls this with the same arguments.
     """
@@ -155,8 +157,8 @@ class _Trainer:
         self.total_steps = self.config.steps or self.config.epochs * self.steps_per_epoch
         if state is not None:
             self._check_resumable(state)
-        elif self.ranks.is_main:
-            save_yaml(self.config, self.out_dir / CONFIG_FILE)
+        if self.ranks.is_main and (state is None or state["config"].get("lr") != self.config.lr):
+            save_yaml(self.config, self.out_dir / CONFIG_FILE)  # a later --resume continues with this lr
         self.model, self.network = self._model(load_pretrained=state is None)
         self.optimizer = self._optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -308,10 +310,11 @@ class _Trainer:
 
     def _diverged(self, loss: float, gradient: float) -> None:
         saved = self.out_dir / STATE_FILE
-        kept = f"kept the last good checkpoint {saved}" if saved.exists() else "no checkpoint had been written yet"
+        advice = (f"kept the last good checkpoint {saved}; continue it with a lower learning rate (--resume --lr)"
+                  if saved.exists() else "no checkpoint had been written yet; try a lower learning rate (--lr)")
         raise TrainingDiverged(
             f"{self.out_dir}: training diverged at step {self.step + 1} (loss {loss:.4g}, gradient norm {gradient:.4g}); "
-            f"{kept}; try a lower learning rate (--lr)")
+            f"{advice}")
 
     @torch.no_grad()
     def _validate(self, val_set: MaskTrackSamples, epoch: int) -> None:
@@ -368,7 +371,8 @@ class _Trainer:
 
     def _check_resumable(self, state: dict[str, Any]) -> None:
         saved, current = dict(state["config"]), self.config.to_dict()
-        changed = sorted(key for key in current if key not in RESUME_MAY_CHANGE and saved.get(key) != current[key])
+        changed = sorted(key for key in current
+                         if key not in RESUME_MAY_CHANGE + RESUME_MAY_RESCALE and saved.get(key) != current[key])
         if changed:
             raise InputError(f"{self.out_dir / STATE_FILE}: saved with different settings ({', '.join(changed)}); "
                              "resume with the run's config.yaml or start a new run")
@@ -377,6 +381,9 @@ class _Trainer:
         self.network.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.base_lrs = [self.config.lr for _ in self.optimizer.param_groups]
+        for group, factor in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas, strict=True):
+            group["lr"] = self.config.lr * factor(self.scheduler.last_epoch)
         self.step = int(state["step"])
         self.last_validation = dict(state["last_validation"])
         rng = state["rng"]
