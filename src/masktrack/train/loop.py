@@ -62,8 +62,9 @@ STATE_FILE = "checkpoint.pt"
 MODEL_FILE = "model.safetensors"
 TENSORBOARD_DIR = "tensorboard"
 METRIC_FIELDS = ("step", "epoch", "phase", "loss", "lr", "iou", "input_iou", "images_per_s", "elapsed_s")
-RESUME_MAY_CHANGE = ("device", "workers", "amp", "log_every")  # settings that do not change the result
-RESUME_MAY_RESCALE = ("lr",)  # a lower learning rate after a divergence: the schedule continues, rescaled
+# Settings a resumed run may change: those that do not change the result, and the learning rate
+# (a lower one after a divergence; the schedule continues from the saved step, rescaled).
+RESUME_MAY_CHANGE = ("device", "workers", "amp", "log_every", "lr")
 
 
 class TrainingDiverged(InputError):
@@ -75,8 +76,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, overwr
     """Train a MaskTrackNet as ``config`` says; return the final ``out_dir/model.safetensors``.
 
     ``resume`` continues from ``out_dir/checkpoint.pt`` (the config must match the one it was
-    saved with, apart from ``RESUME_MAY_CHANGE`` and the learning rate, whose schedule continues
-    from the saved step; a run without a checkpoint starts afresh).
+    saved with, apart from ``RESUME_MAY_CHANGE``; a run without a checkpoint starts afresh).
     Otherwise an existing, non-empty ``out_dir`` is refused unless ``overwrite``. Under
     ``torchrun`` (``WORLD_SIZE > 1``) every process calls this with the same arguments.
     """
@@ -157,8 +157,8 @@ class _Trainer:
         self.total_steps = self.config.steps or self.config.epochs * self.steps_per_epoch
         if state is not None:
             self._check_resumable(state)
-        if self.ranks.is_main and (state is None or state["config"].get("lr") != self.config.lr):
-            save_yaml(self.config, self.out_dir / CONFIG_FILE)  # a later --resume continues with this lr
+        if self.ranks.is_main:  # the effective settings, so that a later --resume continues with them
+            save_yaml(self.config, self.out_dir / CONFIG_FILE)
         self.model, self.network = self._model(load_pretrained=state is None)
         self.optimizer = self._optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -371,8 +371,7 @@ class _Trainer:
 
     def _check_resumable(self, state: dict[str, Any]) -> None:
         saved, current = dict(state["config"]), self.config.to_dict()
-        changed = sorted(key for key in current
-                         if key not in RESUME_MAY_CHANGE + RESUME_MAY_RESCALE and saved.get(key) != current[key])
+        changed = sorted(key for key in current if key not in RESUME_MAY_CHANGE and saved.get(key) != current[key])
         if changed:
             raise InputError(f"{self.out_dir / STATE_FILE}: saved with different settings ({', '.join(changed)}); "
                              "resume with the run's config.yaml or start a new run")
