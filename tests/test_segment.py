@@ -28,7 +28,7 @@ from masktrack.model import ModelConfig, build_model, save_checkpoint
 from masktrack.propagate import run
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter, write_submission_zip, write_timings
 from masktrack.propagate.pipeline import SegmentConfig
-from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, propagate
+from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, predict, propagate
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -149,6 +149,29 @@ def test_soft_masks_feed_probabilities_hard_masks_feed_binary() -> None:
         assert net.calls[1].max().item() == pytest.approx(expected, abs=0.01)
 
 
+def test_flip_averaging_makes_predictions_mirror_equivariant() -> None:
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(backbone="resnet18", output_stride=16, head_channels=16)).eval()
+    image, mask = torch.rand(1, 3, 48, 64), (torch.rand(48, 64) > 0.7).float()
+    mirrored = {}
+    for flip in (False, True):
+        direct = predict({1: net}, image, {1: mask}, flip=flip)[1]
+        mirrored[flip] = predict({1: net}, image.flip(-1), {1: mask.flip(-1)}, flip=flip)[1].flip(-1)
+        if flip:
+            torch.testing.assert_close(mirrored[flip], direct, atol=1e-6, rtol=0)
+        else:
+            assert (mirrored[flip] - direct).abs().max() > 1e-3  # the plain network is not equivariant
+    torch.testing.assert_close((predict({1: net}, image, {1: mask})[1] + mirrored[False]) / 2, mirrored[True], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("deform", "given", "expected"), [({"dilate_radius": 7.0}, None, 7.0), ({"dilate_prob": 0.0}, None, 0.0), ({}, 2.0, 2.0)])
+def test_propagation_dilates_previous_masks_as_the_parent_was_trained(deform: dict, given: float | None, expected: float) -> None:
+    config = SegmentConfig()
+    config.propagate.dilate_previous = given
+    run.inherit_offline_settings(config, {"train_config": {"deform": deform}})
+    assert config.propagate.dilate_previous == expected
+
+
 STREAMING_SCRIPT = """
 import resource, sys
 import numpy as np
@@ -244,7 +267,7 @@ def test_cli_writes_the_run_folder(tmp_path: Path, weights: Path, clip: tuple[Pa
     frames, mask = clip
     out = tmp_path / "run"
     code = segment(frames, "--mask", mask, "--weights", weights, "--out", out, "--finetune-steps", 2,
-                   "--overlay", "--save-probabilities", "--no-report")
+                   "--overlay", "--save-probabilities", "--flip", "--no-report")
     assert code == 0
     assert sorted(p.name for p in (out / "frames").iterdir()) == [f"{t:05d}.png" for t in range(6)]
     assert (read_mask(out / "frames" / "00000.png") == read_mask(mask)).all()
@@ -253,7 +276,7 @@ def test_cli_writes_the_run_folder(tmp_path: Path, weights: Path, clip: tuple[Pa
     timings = json.loads((out / "timings.json").read_text())
     assert timings["sequences"]["frames"]["frames"] == 6 and timings["total_s"] > 0
     recorded = yaml.safe_load((out / "config.yaml").read_text())
-    assert recorded["finetune"]["steps"] == 2 and recorded["run"]["weights"] == str(weights)
+    assert recorded["finetune"]["steps"] == 2 and recorded["propagate"]["flip"] and recorded["run"]["weights"] == str(weights)
     assert SegmentConfig.from_dict(recorded).finetune.steps == 2  # a run's config.yaml is a valid --config
     assert not (tmp_path / "run.partial").exists()
 

@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-steps", type=int, metavar="N", help="online fine-tuning steps (0: use the parent as is)")
     parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="one network per object (default) or one for all objects (cheaper for many objects)")
     parser.add_argument("--size", type=int, metavar="H", help="network input height (frames are resized; masks come back at frame size)")
+    parser.add_argument("--flip", action="store_true",
+                        help="also segment each frame mirrored and average the two (test-time augmentation; propagation about 1.7x slower)")
     parser.add_argument("--overlay", nargs="?", const=True, default=False, type=Path, metavar="FILE",
                         help="write OUT/overlays/<seq>.mp4 (and, for a single input, a copy at FILE if given)")
     parser.add_argument("--zip", action="store_true", help="write OUT/submission.zip with <seq>/<frame>.png entries")
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     start = time.perf_counter()
-    config = segment_config(args.config, args.finetune_steps, args.finetune_mode, args.size)
+    config = segment_config(args.config, args.finetune_steps, args.finetune_mode, args.size, args.flip)
     device = choose_device(args.device)
     sequences = open_sequences(args.input, args.mask, args.davis, args.youtube_vos, args.split, args.sequences)
     if isinstance(args.overlay, Path) and len(sequences) != 1:

@@ -12,6 +12,9 @@ Previous masks are dilated by a disk (``dilate_previous``, by default the radius
 deformations dilate by) so that they look like the rough masks the network was trained on: a
 network trained on dilated masks shrinks an exact one, and would shrink it a little more every frame.
 
+With ``flip``, each frame also runs mirrored (image and previous masks) in the same batch, and
+the two probability maps are averaged: test-time augmentation at twice the compute.
+
 Vanished objects: an object whose merged mask becomes empty is *lost*. It keeps being
 evaluated with an empty previous mask, but its prediction is accepted only where its
 probability exceeds ``redetect_confidence`` and only when that confident region covers at
@@ -44,6 +47,7 @@ class PropagateConfig:
     redetect_confidence: float = 0.9  # a lost object's probability must exceed this to come back
     redetect_min_area: float = 0.001  # ... over at least this fraction of the frame
     dilate_previous: float | None = None  # disk radius (px at 480p) of the previous masks; None: the training dilation
+    flip: bool = False  # also run the mirrored frame and average the probabilities (test-time augmentation, 2x compute)
 
 
 @dataclass
@@ -112,18 +116,29 @@ def group_by_network(models: Mapping[int, nn.Module], ids: list[int]) -> list[tu
 
 
 def predict(
-    models: Mapping[int, nn.Module], image: torch.Tensor, previous: Mapping[int, torch.Tensor], dilation: float = 0.0
+    models: Mapping[int, nn.Module],
+    image: torch.Tensor,
+    previous: Mapping[int, torch.Tensor],
+    dilation: float = 0.0,
+    flip: bool = False,
 ) -> dict[int, torch.Tensor]:
     """Object probabilities ``(h, w)`` for each id in ``previous``, one forward pass per network.
 
-    The previous masks are dilated by a disk of ``dilation`` pixels first.
+    The previous masks are dilated by a disk of ``dilation`` pixels first. With ``flip``, the
+    mirrored image and masks join the batch and the mirrored-back probabilities are averaged in,
+    which makes the prediction exactly equivariant to horizontal mirroring.
     """
     probabilities: dict[int, torch.Tensor] = {}
     for model, ids in group_by_network(models, list(previous)):
         masks = torch.stack([previous[i] for i in ids])
         masks = (dilate_disk(masks, dilation) if dilation > 0 else masks)[:, None]
-        logits = model(image.expand(len(ids), -1, -1, -1), masks)
-        object_probability = logits.float().softmax(dim=1)[:, 1]
+        images = image.expand(len(ids), -1, -1, -1)
+        if flip:
+            images, masks = torch.cat([images, images.flip(-1)]), torch.cat([masks, masks.flip(-1)])
+        object_probability = model(images, masks).float().softmax(dim=1)[:, 1]
+        if flip:
+            direct, mirrored = object_probability.chunk(2)
+            object_probability = (direct + mirrored.flip(-1)) / 2
         probabilities.update(zip(ids, object_probability))
     return probabilities
 
@@ -153,7 +168,7 @@ def propagate(
         size = processing_size(frame_size, config.size)
         full: dict[int, torch.Tensor] = {}
         if previous:
-            small = predict(models, image_tensor(image, size, device), previous, dilation * size[0] / REFERENCE_HEIGHT)
+            small = predict(models, image_tensor(image, size, device), previous, dilation * size[0] / REFERENCE_HEIGHT, config.flip)
             ids = list(small)
             full_stack = torch.stack([small[i] for i in ids])
             if tuple(size) != tuple(frame_size):

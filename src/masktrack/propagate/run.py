@@ -28,7 +28,7 @@ SHIPPED_WEIGHTS = "weights/default.safetensors"  # package data of masktrack
 CONFIG_YAML = "config.yaml"
 
 
-def segment_config(path: Path | None, steps: int | None, mode: str | None, size: int | None) -> SegmentConfig:
+def segment_config(path: Path | None, steps: int | None, mode: str | None, size: int | None, flip: bool = False) -> SegmentConfig:
     """Settings from a YAML file (or the defaults), then the command-line overrides."""
     values: dict[str, Any] = {}
     if path is not None:
@@ -47,6 +47,8 @@ def segment_config(path: Path | None, steps: int | None, mode: str | None, size:
         if size < 16:
             raise InputError(f"--size must be at least 16 pixels, got {size}")
         config.finetune.size = config.propagate.size = size
+    if flip:
+        config.propagate.flip = True
     return config
 
 
@@ -130,7 +132,10 @@ def load_parent(weights: Path | None, device: str) -> tuple[torch.nn.Module, dic
 
 
 def inherit_offline_settings(config: SegmentConfig, metadata: dict[str, Any]) -> None:
-    """Unset augmentation, deformation and previous-mask dilation settings: those the parent was trained with."""
+    """Unset augmentation, deformation and previous-mask dilation settings: those the parent was trained with.
+
+    A parent trained without dilated masks (``dilate_prob`` 0) propagates undilated masks.
+    """
     from masktrack.train.config import TrainConfig  # not at import: train imports this package
 
     offline = metadata.get("train_config")
@@ -140,7 +145,7 @@ def inherit_offline_settings(config: SegmentConfig, metadata: dict[str, Any]) ->
     config.finetune.augment = config.finetune.augment or trained.augment
     config.finetune.deform = config.finetune.deform or trained.deform
     if config.propagate.dilate_previous is None:
-        config.propagate.dilate_previous = trained.deform.dilate_radius
+        config.propagate.dilate_previous = trained.deform.dilate_radius if trained.deform.dilate_prob > 0 else 0.0
 
 
 def segment_run(
