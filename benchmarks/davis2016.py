@@ -204,7 +204,8 @@ def main() -> None:
     finetune, propagate = settings["finetune"], settings["propagate"]
     summary = (f"{finetune['mode']} fine-tuning, {finetune['steps']} steps of {finetune['batch_size']} samples, lr {finetune['lr']}; "
                f"propagation at height {propagate['size']}, {'soft' if propagate['soft_masks'] else 'hard'} previous masks "
-               f"dilated by {propagate['dilate_previous']} px (at 480p){', mirrored-frame averaging' if propagate['flip'] else ''}")
+               f"dilated by {propagate['dilate_previous']} px (at 480p){', warped along optical flow' if propagate['flow'] else ''}"
+               f"{', mirrored-frame averaging' if propagate['flip'] else ''}")
     if args.doc:
         Path(args.doc).write_text(markdown(args, scores, timings, training_seconds(parent), summary, time.perf_counter() - start))
     g = scores["global"]

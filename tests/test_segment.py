@@ -26,6 +26,7 @@ from masktrack.demo import DEFAULT_SETTINGS, segment_settings, train_parent
 from masktrack.evaluate import evaluate_dataset
 from masktrack.model import ModelConfig, build_model, save_checkpoint
 from masktrack.propagate import run
+from masktrack.propagate.flow import warp_masks
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter, write_submission_zip, write_timings
 from masktrack.propagate.pipeline import SegmentConfig
 from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, predict, propagate
@@ -162,6 +163,48 @@ def test_flip_averaging_makes_predictions_mirror_equivariant() -> None:
         else:
             assert (mirrored[flip] - direct).abs().max() > 1e-3  # the plain network is not equivariant
     torch.testing.assert_close((predict({1: net}, image, {1: mask})[1] + mirrored[False]) / 2, mirrored[True], atol=1e-6, rtol=0)
+
+
+class EchoNet(nn.Module):
+    """A stand-in network that returns its previous-mask input as the object probability."""
+
+    def forward(self, image: torch.Tensor, prev_mask: torch.Tensor) -> torch.Tensor:
+        probability = prev_mask.clamp(1e-4, 1 - 1e-4)
+        return torch.cat([torch.zeros_like(probability), torch.logit(probability)], dim=1)
+
+
+def test_flow_warping_carries_the_previous_mask_along_with_a_moving_object() -> None:
+    rng = np.random.default_rng(0)
+
+    def smooth_texture(height: int, width: int, cell: int) -> np.ndarray:
+        cells = rng.integers(0, 256, (height // cell, width // cell, 3), dtype=np.uint8)
+        return cv2.resize(cells, (width, height), interpolation=cv2.INTER_CUBIC)
+
+    background, texture = smooth_texture(120, 160, 16), smooth_texture(40, 40, 8)
+    frames, truths = [], []
+    for t in range(3):  # a textured 40 px square moving 5 px right and 2 px down per frame
+        frame, truth = background.copy(), np.zeros((120, 160), np.uint8)
+        y, x = 16 + 2 * t, 8 + 5 * t
+        frame[y : y + 40, x : x + 40], truth[y : y + 40, x : x + 40] = texture, 1
+        frames.append(frame)
+        truths.append(truth)
+    ious = {}
+    for flow in (False, True):
+        config = PropagateConfig(flow=flow, dilate_previous=0.0)
+        results = list(propagate(frames, {1: EchoNet()}, {0: truths[0]}, config))
+        last, truth = results[-1].labels == 1, truths[-1] == 1
+        ious[flow] = (last & truth).sum() / (last | truth).sum()
+    assert ious[False] < 0.55  # the echoed mask stays where it was given: 10 px left, 4 px up
+    assert ious[True] > 0.85
+
+
+def test_warp_masks_moves_masks_by_the_flow_offsets() -> None:
+    mask = torch.zeros(1, 8, 10)
+    mask[0, 2:4, 2:4] = 1
+    flow = np.zeros((8, 10, 2), np.float32)
+    flow[..., 0], flow[..., 1] = -3, -1  # each pixel comes from 3 px left and 1 px up
+    warped = warp_masks(mask, flow)
+    assert warped[0].nonzero().tolist() == [[3, 5], [3, 6], [4, 5], [4, 6]]
 
 
 @pytest.mark.parametrize(("deform", "given", "expected"), [({"dilate_radius": 7.0}, None, 7.0), ({"dilate_prob": 0.0}, None, 0.0), ({}, 2.0, 2.0)])

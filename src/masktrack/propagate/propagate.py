@@ -12,6 +12,9 @@ Previous masks are dilated by a disk (``dilate_previous``, by default the radius
 deformations dilate by) so that they look like the rough masks the network was trained on: a
 network trained on dilated masks shrinks an exact one, and would shrink it a little more every frame.
 
+With ``flow``, the previous masks are first moved along the optical flow from the previous frame
+(``masktrack.propagate.flow``), as MaskTrack does, so that fast objects do not outrun their masks.
+
 With ``flip``, each frame also runs mirrored (image and previous masks) in the same batch, and
 the two probability maps are averaged: test-time augmentation at twice the compute.
 
@@ -34,6 +37,7 @@ from torch import nn
 
 from masktrack.augment.deform import REFERENCE_HEIGHT, DeformConfig
 from masktrack.augment.deform import _dilate_disk as dilate_disk
+from masktrack.propagate.flow import StreamFlow, gray_frame, warp_masks
 
 BACKGROUND_THRESHOLD = 0.5
 
@@ -48,6 +52,8 @@ class PropagateConfig:
     redetect_min_area: float = 0.001  # ... over at least this fraction of the frame
     dilate_previous: float | None = None  # disk radius (px at 480p) of the previous masks; None: the training dilation
     flip: bool = False  # also run the mirrored frame and average the probabilities (test-time augmentation, 2x compute)
+    flow: bool = False  # warp the previous masks along optical flow (OpenCV DIS) before the network sees them
+    flow_preset: str = "medium"  # DIS preset: ultrafast, fast or medium
 
 
 @dataclass
@@ -143,6 +149,15 @@ def predict(
     return probabilities
 
 
+def warp_previous(previous: Mapping[int, torch.Tensor], flow: np.ndarray, hard: bool) -> dict[int, torch.Tensor]:
+    """Previous masks moved along the backward ``flow``; hard masks stay binary (threshold 0.5)."""
+    ids = list(previous)
+    warped = warp_masks(torch.stack([previous[i] for i in ids]), flow)
+    if hard:
+        warped = (warped >= 0.5).float()
+    return dict(zip(ids, warped))
+
+
 @torch.inference_mode()
 def propagate(
     frames: Iterable[np.ndarray],
@@ -163,10 +178,14 @@ def propagate(
     dilation = DeformConfig().dilate_radius if config.dilate_previous is None else config.dilate_previous
     previous: dict[int, torch.Tensor] = {}  # object id -> (h, w) previous mask at network size
     lost: set[int] = set()
+    stream_flow = StreamFlow(config.flow_preset) if config.flow else None
     for index, image in enumerate(frames):
         frame_size = image.shape[:2]
         size = processing_size(frame_size, config.size)
         full: dict[int, torch.Tensor] = {}
+        flow = stream_flow.backward_flow(gray_frame(image, size)) if stream_flow is not None else None
+        if previous and flow is not None:
+            previous = warp_previous(previous, flow, hard=not config.soft_masks)
         if previous:
             small = predict(models, image_tensor(image, size, device), previous, dilation * size[0] / REFERENCE_HEIGHT, config.flip)
             ids = list(small)

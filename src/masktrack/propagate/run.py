@@ -28,7 +28,8 @@ SHIPPED_WEIGHTS = "weights/default.safetensors"  # package data of masktrack
 CONFIG_YAML = "config.yaml"
 
 
-def segment_config(path: Path | None, steps: int | None, mode: str | None, size: int | None, flip: bool = False) -> SegmentConfig:
+def segment_config(path: Path | None, steps: int | None, mode: str | None, size: int | None, flip: bool = False,
+                   flow: bool = False) -> SegmentConfig:
     """Settings from a YAML file (or the defaults), then the command-line overrides."""
     values: dict[str, Any] = {}
     if path is not None:
@@ -49,6 +50,8 @@ def segment_config(path: Path | None, steps: int | None, mode: str | None, size:
         config.finetune.size = config.propagate.size = size
     if flip:
         config.propagate.flip = True
+    if flow:
+        config.propagate.flow = True
     return config
 
 
