@@ -5,7 +5,8 @@ Stages (each skipped when its output already exists, so an interrupted run conti
 1. ``masktrack train`` on DAVIS 2016 train at 240p from ImageNet MobileNetV2 weights
    (settings: ``benchmarks/davis2016.yaml``), into ``RUN/parent`` (``--resume`` after a crash);
 2. ``masktrack segment`` on the val split at 240p: online fine-tuning on each first frame (100
-   steps, twice ``masktrack segment``'s default: the 2-hour budget allows it), propagation,
+   steps, twice ``masktrack segment``'s default: the 2-hour budget allows it), propagation with
+   the previous masks warped along optical flow (``benchmarks/davis2016-segment.yaml``),
    per-object probabilities saved, into ``RUN/val-240p``;
 3. upsampling to 854x480 as the shared data's README prescribes: a bilinear upsample of each
    object's probabilities, then the propagation's merge rule, into ``RUN/val-480p``;
@@ -56,7 +57,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--finetune-steps", type=int, default=100, help="online fine-tuning steps per sequence (default: 100)")
     parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="fine-tuning mode (default: segment's)")
     parser.add_argument("--size", type=int, default=240, help="network input height for fine-tuning and propagation (default: 240, the frames' own)")
-    parser.add_argument("--segment-config", type=Path, help="YAML for masktrack segment (finetune:, propagate:)")
+    parser.add_argument("--segment-config", type=Path, default=REPO / "benchmarks" / "davis2016-segment.yaml",
+                        help="YAML for masktrack segment (finetune:, propagate:; default: benchmarks/davis2016-segment.yaml, "
+                        "optical-flow warping and 10 px dilation of the previous masks)")
     parser.add_argument("--sequences", nargs="+", metavar="NAME", help="only these val sequences")
     parser.add_argument("--doc", default=str(REPO / "docs" / "davis2016.md"), help="Markdown results file ('' for none)")
     return parser.parse_args()
