@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -211,6 +212,24 @@ def test_object_stays_in_view() -> None:
     centre = (boxes[:, :2] + boxes[:, 2:] + 1) / 2
     inner = ((centre > 2) & (centre < 62)).all(dim=1) & present
     assert inner.float().mean() >= 0.9
+
+
+def test_object_zoom_enlarges_small_objects_up_to_its_cap_and_leaves_large_ones() -> None:
+    images = torch.rand(64, 3, 120, 160)
+    small, large = torch.zeros(64, 120, 160), torch.zeros(64, 120, 160)
+    small[:, 50:62, 70:86] = 1  # box spans 0.1 of the frame: zoom up to 3x (not the 0.6 / 0.1 = 6x asked)
+    large[:, 10:110, 20:140] = 1  # 0.83 of the frame: already above 0.6, no zoom
+    config = AugmentConfig(rotation=0.0, object_zoom=0.6, max_zoom=3.0)
+    for masks, zooms in ((small, True), (large, False)):
+        _, plain = augment_batch(images, masks, (120, 160), replace(config, object_zoom=0.0), seeded(2))
+        _, zoomed = augment_batch(images, masks, (120, 160), config, seeded(2))
+        if not zooms:
+            assert torch.equal(plain, zoomed)
+            continue
+        plain_side, side = ((out.flatten(1).mean(1) / (12 * 16 / (120 * 160))).sqrt() for out in (plain, zoomed))  # linear scales
+        assert plain_side.max() <= 1.3 and 2.5 < side.max() < 3.1 and side.mean() > 1.5 * plain_side.mean()
+    with pytest.raises(ValueError):
+        AugmentConfig(object_zoom=0.6, max_zoom=1.0)  # below the scale range's upper bound
 
 
 def test_flip_alone_mirrors_exactly() -> None:

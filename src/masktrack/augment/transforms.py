@@ -36,6 +36,10 @@ class AugmentConfig:
     hflip_prob: float = 0.5
     rotation: float = 30.0  # degrees, uniform in [-rotation, rotation]
     scale: tuple[float, float] = (0.5, 1.3)  # relative to the size that just covers the output
+    # zoom into small objects: the scale's upper bound rises (up to max_zoom) until the object's box
+    # spans this fraction of the crop's height or width; 0 turns it off
+    object_zoom: float = 0.0
+    max_zoom: float = 3.0
     brightness: float = 0.1  # factor uniform in [1 - brightness, 1 + brightness]
     contrast: float = 0.1  # factor uniform in [1 - contrast, 1 + contrast]
     saturation: float = 0.1  # factor uniform in [1 - saturation, 1 + saturation]
@@ -49,6 +53,8 @@ class AugmentConfig:
             raise ValueError(f"hflip_prob must be in [0, 1], got {self.hflip_prob}")
         if len(self.scale) != 2 or not 0.0 < self.scale[0] <= self.scale[1]:
             raise ValueError(f"scale must be a range (low, high) with 0 < low <= high, got {self.scale}")
+        if not 0.0 <= self.object_zoom <= 1.0 or (self.object_zoom and self.max_zoom < self.scale[1]):
+            raise ValueError(f"object_zoom must be in [0, 1] and max_zoom >= the scale's upper bound, got {self.object_zoom}, {self.max_zoom}")
         if min(self.rotation, self.brightness, self.contrast, self.saturation, self.hue) < 0 or max(self.brightness, self.contrast, self.saturation) > 1:
             raise ValueError("rotation and hue must be >= 0; brightness, contrast and saturation in [0, 1]")
         if not 0.0 <= self.object_margin < 0.5:
@@ -129,13 +135,18 @@ def _output_to_input(masks: torch.Tensor, in_size: tuple[int, int], out_size: tu
     count, device = len(masks), masks.device
     flip = draws[:, 0] < config.hflip_prob
     angle = (2 * draws[:, 1] - 1) * math.radians(config.rotation)
-    k = (config.scale[0] + draws[:, 2] * (config.scale[1] - config.scale[0])) * max(out_h / height, out_w / width)
+    boxes, present = bounding_boxes(masks)
+    upper = torch.full((count,), config.scale[1], device=device)
+    if config.object_zoom > 0:
+        extent = torch.maximum((boxes[:, 3] - boxes[:, 1] + 1) / height, (boxes[:, 2] - boxes[:, 0] + 1) / width)
+        zoom = (config.object_zoom / extent.clamp(min=1e-6)).clamp(config.scale[1], config.max_zoom)
+        upper = torch.where(present, zoom, upper)
+    k = (config.scale[0] + draws[:, 2] * (upper - config.scale[0])) * max(out_h / height, out_w / width)
     cos, sin = torch.cos(angle), torch.sin(angle)
     rotation = torch.stack([torch.stack([cos, -sin], dim=1), torch.stack([sin, cos], dim=1)], dim=1)
     scaled = k[:, None] * torch.tensor([width, height], device=device)
     centre = scaled / 2
 
-    boxes, present = bounding_boxes(masks)
     target = torch.where(present[:, None], (boxes[:, :2] + boxes[:, 2:] + 1) / 2, torch.tensor([width / 2, height / 2], device=device))
     target = torch.where(flip[:, None], torch.stack([width - target[:, 0], target[:, 1]], dim=1), target)
     target = (rotation @ (k[:, None] * target - centre)[:, :, None])[:, :, 0] + centre
