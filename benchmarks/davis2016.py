@@ -205,7 +205,9 @@ def main() -> None:
     timings = json.loads((low / "timings.json").read_text())
     settings = yaml.safe_load((low / "config.yaml").read_text())
     finetune, propagate = settings["finetune"], settings["propagate"]
-    summary = (f"{finetune['mode']} fine-tuning, {finetune['steps']} steps of {finetune['batch_size']} samples, lr {finetune['lr']}; "
+    zoom = (finetune.get("augment") or {}).get("object_zoom", 0.0)
+    summary = (f"{finetune['mode']} fine-tuning, {finetune['steps']} steps of {finetune['batch_size']} samples, lr {finetune['lr']}"
+               f"{f', small objects zoomed in to span {zoom:.0%} of the crop' if zoom else ''}; "
                f"propagation at height {propagate['size']}, {'soft' if propagate['soft_masks'] else 'hard'} previous masks "
                f"dilated by {propagate['dilate_previous']} px (at 480p){', warped along optical flow' if propagate['flow'] else ''}"
                f"{', mirrored-frame averaging' if propagate['flip'] else ''}")
