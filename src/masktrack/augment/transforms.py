@@ -136,12 +136,12 @@ def _output_to_input(masks: torch.Tensor, in_size: tuple[int, int], out_size: tu
     flip = draws[:, 0] < config.hflip_prob
     angle = (2 * draws[:, 1] - 1) * math.radians(config.rotation)
     boxes, present = bounding_boxes(masks)
-    upper = torch.full((count,), config.scale[1], device=device)
+    span: float | torch.Tensor = config.scale[1] - config.scale[0]  # a Python float: bit-identical draws without the zoom
     if config.object_zoom > 0:
         extent = torch.maximum((boxes[:, 3] - boxes[:, 1] + 1) / height, (boxes[:, 2] - boxes[:, 0] + 1) / width)
         zoom = (config.object_zoom / extent.clamp(min=1e-6)).clamp(config.scale[1], config.max_zoom)
-        upper = torch.where(present, zoom, upper)
-    k = (config.scale[0] + draws[:, 2] * (upper - config.scale[0])) * max(out_h / height, out_w / width)
+        span = torch.where(present, zoom - config.scale[0], torch.full_like(zoom, span))
+    k = (config.scale[0] + draws[:, 2] * span) * max(out_h / height, out_w / width)
     cos, sin = torch.cos(angle), torch.sin(angle)
     rotation = torch.stack([torch.stack([cos, -sin], dim=1), torch.stack([sin, cos], dim=1)], dim=1)
     scaled = k[:, None] * torch.tensor([width, height], device=device)
