@@ -30,6 +30,7 @@ from masktrack.propagate.flow import warp_masks
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter, write_submission_zip, write_timings
 from masktrack.propagate.pipeline import SegmentConfig
 from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, predict, propagate
+from masktrack.propagate.zoom import crop_views, object_view
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -196,6 +197,46 @@ def test_flow_warping_carries_the_previous_mask_along_with_a_moving_object() -> 
         ious[flow] = (last & truth).sum() / (last | truth).sum()
     assert ious[False] < 0.55  # the echoed mask stays where it was given: 10 px left, 4 px up
     assert ious[True] > 0.85
+
+
+def test_object_view_centres_a_small_object_at_the_chosen_fill_and_stays_inside_the_frame() -> None:
+    mask = torch.zeros(60, 100)
+    mask[20:30, 40:50] = 1
+    view = object_view(mask, object_zoom=0.3, max_zoom=3.0)  # box spans 10/60 of the frame: zoom 0.3 / (1/6) = 1.8
+    cropped = crop_views(mask[None, None], view[None], mode="nearest")[0, 0]
+    rows, cols = torch.nonzero(cropped, as_tuple=True)
+    assert rows.max() - rows.min() + 1 == 18 and cols.max() - cols.min() + 1 == 18
+    assert abs((rows.min() + rows.max()) / 2 - 29.5) <= 1 and abs((cols.min() + cols.max()) / 2 - 49.5) <= 1
+    capped = object_view(mask, object_zoom=0.9, max_zoom=3.0)
+    assert capped[0, 0].item() == pytest.approx(1 / 3)  # zoom 5.4 wanted, capped at 3
+    corner = torch.zeros(60, 100)
+    corner[:4, :4] = 1
+    window = object_view(corner, 0.6, 3.0)
+    assert window[0, 2] - window[0, 0] == pytest.approx(-1) and window[1, 2] - window[1, 1] == pytest.approx(-1)  # flush with the top-left
+    assert object_view(torch.ones(60, 100), 0.6, 3.0) is None  # large: the whole frame
+    assert object_view(torch.zeros(60, 100), 0.6, 3.0) is None  # lost: the whole frame
+    with pytest.raises(ValueError, match="object_zoom"):
+        PropagateConfig(object_zoom=1.5)
+
+
+def test_object_zoom_feeds_the_network_a_zoomed_view_and_pastes_its_prediction_back() -> None:
+    mask = torch.zeros(60, 100)
+    mask[20:30, 40:50] = 1
+    image = torch.zeros(1, 3, 60, 100)
+    image[0, 0] = mask
+    image[0, 0, 50:, 80:] = 1  # a second red patch, outside the zoomed view
+    net = ChannelNet()
+    plain = predict({1: net}, image, {1: mask})[1]
+    view = object_view(mask, 0.6, 3.0)
+    zoomed = predict({1: net}, image, {1: mask}, views={1: view})[1]
+    assert net.calls[0].sum() == 100 and net.calls[1].sum() == 900  # the object seen 3x larger
+    assert plain[50:, 80:].min() > 0.99 and zoomed[50:, 80:].max() < 1e-3  # outside the view: background
+    torch.testing.assert_close(zoomed[10:40, 25:65], plain[10:40, 25:65], atol=1e-3, rtol=0)
+    frames = [square_frame((60, 100), (20, 40), 10)] * 4
+    first = np.zeros((60, 100), np.uint8)
+    first[20:30, 40:50] = 1
+    results = list(propagate(frames, {1: EchoNet()}, {0: first}, PropagateConfig(object_zoom=0.6, dilate_previous=0.0)))
+    assert all((result.labels == first).all() for result in results)  # crop and paste lose nothing
 
 
 def test_warp_masks_moves_masks_by_the_flow_offsets() -> None:

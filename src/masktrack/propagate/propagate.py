@@ -18,6 +18,10 @@ With ``flow``, the previous masks are first moved along the optical flow from th
 With ``flip``, each frame also runs mirrored (image and previous masks) in the same batch, and
 the two probability maps are averaged: test-time augmentation at twice the compute.
 
+With ``object_zoom``, each small object is segmented in its own zoomed view of the frame, centred
+on its previous mask (``masktrack.propagate.zoom``): the network sees it at a size where output
+stride 16 still resolves it, at the same cost per object.
+
 Vanished objects: an object whose merged mask becomes empty is *lost*. It keeps being
 evaluated with an empty previous mask, but its prediction is accepted only where its
 probability exceeds ``redetect_confidence`` and only when that confident region covers at
@@ -38,6 +42,7 @@ from torch import nn
 from masktrack.augment.deform import REFERENCE_HEIGHT, DeformConfig
 from masktrack.augment.deform import _dilate_disk as dilate_disk
 from masktrack.propagate.flow import StreamFlow, gray_frame, warp_masks
+from masktrack.propagate.zoom import crop_views, object_view, paste_views
 
 BACKGROUND_THRESHOLD = 0.5
 
@@ -54,6 +59,12 @@ class PropagateConfig:
     flip: bool = False  # also run the mirrored frame and average the probabilities (test-time augmentation, 2x compute)
     flow: bool = False  # warp the previous masks along optical flow (OpenCV DIS) before the network sees them
     flow_preset: str = "medium"  # DIS preset: ultrafast, fast or medium
+    object_zoom: float = 0.0  # zoom each small object's view until its previous box spans this fraction (0: whole frame)
+    max_zoom: float = 3.0  # ... by at most this factor
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.object_zoom <= 1.0 or self.max_zoom < 1.0:
+            raise ValueError(f"object_zoom must be in [0, 1] and max_zoom >= 1, got {self.object_zoom}, {self.max_zoom}")
 
 
 @dataclass
@@ -127,24 +138,36 @@ def predict(
     previous: Mapping[int, torch.Tensor],
     dilation: float = 0.0,
     flip: bool = False,
+    views: Mapping[int, torch.Tensor] | None = None,
 ) -> dict[int, torch.Tensor]:
     """Object probabilities ``(h, w)`` for each id in ``previous``, one forward pass per network.
 
-    The previous masks are dilated by a disk of ``dilation`` pixels first. With ``flip``, the
+    ``views`` maps some ids to a zoomed view (``masktrack.propagate.zoom``): those objects' image
+    and previous mask are cropped to it, and their probabilities pasted back into the frame.
+    The previous masks are dilated by a disk of ``dilation`` pixels (in view pixels). With ``flip``, the
     mirrored image and masks join the batch and the mirrored-back probabilities are averaged in,
     which makes the prediction exactly equivariant to horizontal mirroring.
     """
+    views = views or {}
     probabilities: dict[int, torch.Tensor] = {}
     for model, ids in group_by_network(models, list(previous)):
-        masks = torch.stack([previous[i] for i in ids])
-        masks = (dilate_disk(masks, dilation) if dilation > 0 else masks)[:, None]
+        masks = torch.stack([previous[i] for i in ids])[:, None]
         images = image.expand(len(ids), -1, -1, -1)
+        zoomed = [k for k, i in enumerate(ids) if i in views]
+        if zoomed:
+            thetas = torch.stack([views[ids[k]] for k in zoomed])
+            images, masks = images.clone(), masks.clone()
+            images[zoomed] = crop_views(images[zoomed], thetas)
+            masks[zoomed] = crop_views(masks[zoomed], thetas, mode="nearest")
+        masks = dilate_disk(masks[:, 0], dilation)[:, None] if dilation > 0 else masks
         if flip:
             images, masks = torch.cat([images, images.flip(-1)]), torch.cat([masks, masks.flip(-1)])
         object_probability = model(images, masks).float().softmax(dim=1)[:, 1]
         if flip:
             direct, mirrored = object_probability.chunk(2)
             object_probability = (direct + mirrored.flip(-1)) / 2
+        if zoomed:
+            object_probability[zoomed] = paste_views(object_probability[zoomed], thetas)
         probabilities.update(zip(ids, object_probability))
     return probabilities
 
@@ -187,7 +210,9 @@ def propagate(
         if previous and flow is not None:
             previous = warp_previous(previous, flow, hard=not config.soft_masks)
         if previous:
-            small = predict(models, image_tensor(image, size, device), previous, dilation * size[0] / REFERENCE_HEIGHT, config.flip)
+            views = {i: view for i, mask in previous.items()
+                     if (view := object_view(mask, config.object_zoom, config.max_zoom)) is not None} if config.object_zoom else None
+            small = predict(models, image_tensor(image, size, device), previous, dilation * size[0] / REFERENCE_HEIGHT, config.flip, views)
             ids = list(small)
             full_stack = torch.stack([small[i] for i in ids])
             if tuple(size) != tuple(frame_size):
