@@ -351,7 +351,7 @@ def test_cli_writes_the_run_folder(tmp_path: Path, weights: Path, clip: tuple[Pa
     frames, mask = clip
     out = tmp_path / "run"
     code = segment(frames, "--mask", mask, "--weights", weights, "--out", out, "--finetune-steps", 2,
-                   "--overlay", "--save-probabilities", "--flip", "--no-report")
+                   "--overlay", "--save-probabilities", "--flip", "--zoom", "--no-report")
     assert code == 0
     assert sorted(p.name for p in (out / "frames").iterdir()) == [f"{t:05d}.png" for t in range(6)]
     assert (read_mask(out / "frames" / "00000.png") == read_mask(mask)).all()
@@ -361,6 +361,7 @@ def test_cli_writes_the_run_folder(tmp_path: Path, weights: Path, clip: tuple[Pa
     assert timings["sequences"]["frames"]["frames"] == 6 and timings["total_s"] > 0
     recorded = yaml.safe_load((out / "config.yaml").read_text())
     assert recorded["finetune"]["steps"] == 2 and recorded["propagate"]["flip"] and recorded["run"]["weights"] == str(weights)
+    assert recorded["finetune"]["augment"]["object_zoom"] == recorded["propagate"]["object_zoom"] == 0.6  # --zoom
     assert SegmentConfig.from_dict(recorded).finetune.steps == 2  # a run's config.yaml is a valid --config
     assert not (tmp_path / "run.partial").exists()
 

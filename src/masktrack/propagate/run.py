@@ -6,6 +6,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence as SequenceOf
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ import torch
 import yaml
 
 from masktrack.atomic import atomic_file
+from masktrack.augment.transforms import AugmentConfig
 from masktrack.data.sources import Sequence, open_davis, open_input, open_youtube_vos
 from masktrack.errors import InputError
 from masktrack.model.checkpoint import load_checkpoint
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from masktrack.evaluate import EvaluationResult
 
 SHIPPED_WEIGHTS = "weights/default.safetensors"  # package data of masktrack
+ZOOM_FILL = 0.6  # --zoom: small objects are zoomed until their box spans this fraction of the view
 CONFIG_YAML = "config.yaml"
 
 
@@ -149,6 +152,15 @@ def inherit_offline_settings(config: SegmentConfig, metadata: dict[str, Any]) ->
     config.finetune.deform = config.finetune.deform or trained.deform
     if config.propagate.dilate_previous is None:
         config.propagate.dilate_previous = trained.deform.dilate_radius if trained.deform.dilate_prob > 0 else 0.0
+
+
+def zoom_small_objects(config: SegmentConfig, fill: float = ZOOM_FILL) -> None:
+    """``--zoom``: zoom into small objects in the fine-tuning samples and in the propagation views.
+
+    Call it after :func:`inherit_offline_settings`, so that the other augmentation settings stay the parent's.
+    """
+    config.finetune.augment = replace(config.finetune.augment or AugmentConfig(), object_zoom=fill)
+    config.propagate.object_zoom = fill
 
 
 def segment_run(
