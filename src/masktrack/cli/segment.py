@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(+1.4 J&F on DAVIS 2016; about 20 ms more per 240p frame)")
     parser.add_argument("--zoom", action="store_true",
                         help="zoom into small objects until they span 60%% of the view, at most 3x, both in the fine-tuning samples "
-                        "and in the propagation views (with --flow: +5 J&F on DAVIS 2016, at the same cost)")
+                        "and in the propagation views (with the DAVIS 2016 benchmark's flow settings: +5 J&F, at the same cost)")
     parser.add_argument("--overlay", nargs="?", const=True, default=False, type=Path, metavar="FILE",
                         help="write OUT/overlays/<seq>.mp4 (and, for a single input, a copy at FILE if given)")
     parser.add_argument("--zip", action="store_true", help="write OUT/submission.zip with <seq>/<frame>.png entries")

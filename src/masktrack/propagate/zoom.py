@@ -17,24 +17,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from masktrack.augment.boxes import bounding_boxes
+
 
 def object_view(mask: torch.Tensor, object_zoom: float, max_zoom: float) -> torch.Tensor | None:
     """The zoomed view of the object in the ``(h, w)`` mask (foreground >= 0.5), or None for the whole frame."""
     height, width = mask.shape
-    rows = torch.nonzero((mask >= 0.5).any(dim=1)).flatten()
-    cols = torch.nonzero((mask >= 0.5).any(dim=0)).flatten()
-    if rows.numel() == 0:
+    boxes, present = bounding_boxes(mask[None].float())
+    if not bool(present[0]):
         return None
-    top, bottom = rows[0].item(), rows[-1].item() + 1
-    left, right = cols[0].item(), cols[-1].item() + 1
-    extent = max((bottom - top) / height, (right - left) / width)
+    left, top, right, bottom = boxes[0].tolist()  # inclusive
+    extent = max((bottom + 1 - top) / height, (right + 1 - left) / width)
     zoom = min(max_zoom, object_zoom / extent)
     if zoom <= 1.0:
         return None
     scale = 1.0 / zoom  # the window's size as a fraction of the frame's
     # the window's top-left corner, centred on the box and kept inside the frame, as a fraction of the frame
-    y0 = min(max((top + bottom) / 2 / height - scale / 2, 0.0), 1.0 - scale)
-    x0 = min(max((left + right) / 2 / width - scale / 2, 0.0), 1.0 - scale)
+    y0 = min(max((top + bottom + 1) / 2 / height - scale / 2, 0.0), 1.0 - scale)
+    x0 = min(max((left + right + 1) / 2 / width - scale / 2, 0.0), 1.0 - scale)
     return torch.tensor([[scale, 0.0, 2 * x0 + scale - 1], [0.0, scale, 2 * y0 + scale - 1]], device=mask.device)
 
 
@@ -46,6 +46,7 @@ def crop_views(frames: torch.Tensor, thetas: torch.Tensor, mode: str = "bilinear
 
 def paste_views(views: torch.Tensor, thetas: torch.Tensor) -> torch.Tensor:
     """``(N, h, w)`` maps in view coordinates back into their frames (0 outside each view)."""
-    inverse = torch.linalg.inv(torch.cat([thetas, thetas.new_tensor([0.0, 0.0, 1.0]).expand(len(thetas), 1, 3)], dim=1))[:, :2]
+    scale, shift = thetas[:, :, :2], thetas[:, :, 2:]  # a view is a uniform scale and a shift: invert in closed form
+    inverse = torch.cat([scale / scale[:, :1, :1] ** 2, -shift / scale[:, :1, :1]], dim=2)
     grid = F.affine_grid(inverse.to(views.dtype), [len(views), 1, *views.shape[-2:]], align_corners=False)
     return F.grid_sample(views[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
