@@ -7,10 +7,10 @@ Stages (each skipped when its output already exists, so an interrupted run conti
 2. ``masktrack segment`` on the val split at 240p: online fine-tuning on each first frame (100
    steps, twice ``masktrack segment``'s default: the 2-hour budget allows it; 150 did not score
    higher), small objects zoomed in both when fine-tuning and when propagating, the previous masks
-   warped along optical flow (``benchmarks/davis2016-segment.yaml``), per-object probabilities
-   saved, into ``RUN/val-240p``;
+   warped along optical flow, each frame also segmented mirrored, object pixels above probability
+   0.4 (``benchmarks/davis2016-segment.yaml``), per-object probabilities saved, into ``RUN/val-240p``;
 3. upsampling to 854x480 as the shared data's README prescribes: a bilinear upsample of each
-   object's probabilities, then the propagation's merge rule, into ``RUN/val-480p``;
+   object's probabilities, then the propagation's merge rule and threshold, into ``RUN/val-480p``;
 4. ``masktrack eval`` against ``Annotations/480p`` (first and last frames not scored), and a
    Markdown table per sequence with the global J&F, settings and times (``--doc``).
 
@@ -60,7 +60,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=240, help="network input height for fine-tuning and propagation (default: 240, the frames' own)")
     parser.add_argument("--segment-config", type=Path, default=REPO / "benchmarks" / "davis2016-segment.yaml",
                         help="YAML for masktrack segment (finetune:, propagate:; default: benchmarks/davis2016-segment.yaml, "
-                        "zoomed small objects, optical-flow warping and 10 px dilation of the previous masks)")
+                        "zoomed small objects, optical-flow warping and 10 px dilation of the previous masks, mirroring, threshold 0.4)")
     parser.add_argument("--sequences", nargs="+", metavar="NAME", help="only these val sequences")
     parser.add_argument("--doc", default=str(REPO / "docs" / "davis2016.md"), help="Markdown results file ('' for none)")
     return parser.parse_args()
@@ -134,9 +134,9 @@ def segment_val(args: argparse.Namespace, parent: Path) -> Path:
     return out
 
 
-def upsample_to_480p(low: Path, out: Path, sequences: list[str]) -> None:
-    """Bilinear-upsample each object's probabilities to 854x480 and merge them (frames without
-    probabilities, i.e. the annotated first frame, are upsampled nearest)."""
+def upsample_to_480p(low: Path, out: Path, sequences: list[str], threshold: float) -> None:
+    """Bilinear-upsample each object's probabilities to 854x480 and merge them at the propagation's
+    ``threshold`` (frames without probabilities, i.e. the annotated first frame, are upsampled nearest)."""
     frames = [(sequence, mask) for sequence in sequences for mask in sorted((low / sequence).glob("*.png"))]
     for sequence in sequences:
         (out / sequence).mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ def upsample_to_480p(low: Path, out: Path, sequences: list[str]) -> None:
         if ids:
             probabilities = torch.from_numpy(stored["probabilities"]).float()[None] / 255.0
             full = F.interpolate(probabilities, size=FULL_SIZE, mode="bilinear", align_corners=False)[0]
-            labels = merge_probabilities(full, ids).numpy()
+            labels = merge_probabilities(full, ids, threshold).numpy()
         else:
             small = torch.from_numpy(read_mask(mask))[None, None].float()
             labels = F.interpolate(small, size=FULL_SIZE, mode="nearest")[0, 0].to(torch.uint8).numpy()
@@ -195,8 +195,10 @@ def main() -> None:
     parent = train_parent(args)
     low = segment_val(args, parent)
     sequences = sorted(json.loads((low / "timings.json").read_text())["sequences"])
+    settings = yaml.safe_load((low / "config.yaml").read_text())
+    finetune, propagate = settings["finetune"], settings["propagate"]
     high = args.run / "val-480p"
-    upsample_to_480p(low, high, sequences)
+    upsample_to_480p(low, high, sequences, propagate.get("threshold", 0.5))
     result = evaluate_dataset(args.davis / "Annotations" / "480p", high, sequences=sequences)
     write_results(result, args.run / "eval-480p")
     scores = {
@@ -204,8 +206,6 @@ def main() -> None:
         "objects": {obj.name: (obj.j_statistics.mean, obj.f_statistics.mean) for obj in result.objects},
     }
     timings = json.loads((low / "timings.json").read_text())
-    settings = yaml.safe_load((low / "config.yaml").read_text())
-    finetune, propagate = settings["finetune"], settings["propagate"]
     zoom = (finetune.get("augment") or {}).get("object_zoom", 0.0)
     view_zoom, max_view_zoom = propagate.get("object_zoom", 0.0), propagate.get("max_zoom", 3.0)
     summary = (f"{finetune['mode']} fine-tuning, {finetune['steps']} steps of {finetune['batch_size']} samples, lr {finetune['lr']}"
@@ -213,7 +213,8 @@ def main() -> None:
                f"propagation at height {propagate['size']}, {'soft' if propagate['soft_masks'] else 'hard'} previous masks "
                f"dilated by {propagate['dilate_previous']} px (at 480p){', warped along optical flow' if propagate['flow'] else ''}"
                f"{', mirrored-frame averaging' if propagate['flip'] else ''}"
-               f"{f', small objects segmented in views zoomed until they span {view_zoom:.0%} (at most {max_view_zoom:g}x)' if view_zoom else ''}")
+               f"{f', small objects segmented in views zoomed until they span {view_zoom:.0%} (at most {max_view_zoom:g}x)' if view_zoom else ''}"
+               f", object pixels where the probability exceeds {propagate.get('threshold', 0.5):g}")
     if args.doc:
         Path(args.doc).write_text(markdown(args, scores, timings, training_seconds(parent), summary, time.perf_counter() - start))
     g = scores["global"]

@@ -68,7 +68,7 @@ def square_frame(size: tuple[int, int], top_left: tuple[int, int] | None, side: 
 # --- merging and propagation --------------------------------------------------------------
 
 
-def test_merge_rule_background_unless_an_object_exceeds_half_then_highest_wins() -> None:
+def test_merge_rule_background_unless_an_object_exceeds_the_threshold_then_highest_wins() -> None:
     probabilities = torch.tensor(
         [
             [[0.9, 0.6, 0.5, 0.2]],  # object 3
@@ -79,6 +79,9 @@ def test_merge_rule_background_unless_an_object_exceeds_half_then_highest_wins()
     assert labels.tolist() == [[3, 7, 0, 0]]
     assert labels.dtype == torch.uint8
     assert merge_probabilities(torch.zeros(0, 1, 2), []).tolist() == [[0, 0]]
+    assert merge_probabilities(probabilities, [3, 7], threshold=0.4).tolist() == [[3, 7, 3, 0]]
+    with pytest.raises(ValueError, match="threshold"):
+        PropagateConfig(threshold=1.0)
 
 
 def test_vanished_object_gets_empty_masks_and_returns_only_when_confident() -> None:

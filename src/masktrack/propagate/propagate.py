@@ -4,9 +4,9 @@ Each object's mask from the previous frame is the fourth input channel of its ne
 objects sharing one network are batched into a single forward pass per frame. Per-object
 probabilities are resized to the frame size (bilinear) and merged into one label mask:
 
-    a pixel is background unless some object's probability exceeds 0.5; otherwise it goes to
-    the object with the highest probability (``argmax`` over ``[0.5, p_1, ..., p_K]``, ties to
-    the lowest index, so exactly 0.5 stays background).
+    a pixel is background unless some object's probability exceeds ``threshold`` (by default
+    0.5); otherwise it goes to the object with the highest probability (``argmax`` over
+    ``[threshold, p_1, ..., p_K]``, ties to the lowest index, so exactly ``threshold`` stays background).
 
 Previous masks are dilated by a disk (``dilate_previous``, by default the radius the training
 deformations dilate by) so that they look like the rough masks the network was trained on: a
@@ -61,10 +61,13 @@ class PropagateConfig:
     flow_preset: str = "medium"  # DIS preset: ultrafast, fast or medium
     object_zoom: float = 0.0  # zoom each small object's view until its previous box spans this fraction (0: whole frame)
     max_zoom: float = 3.0  # ... by at most this factor
+    threshold: float = BACKGROUND_THRESHOLD  # a pixel is an object's where its probability exceeds this (merge rule above)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.object_zoom <= 1.0 or self.max_zoom < 1.0:
             raise ValueError(f"object_zoom must be in [0, 1] and max_zoom >= 1, got {self.object_zoom}, {self.max_zoom}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
 
 
 @dataclass
@@ -85,13 +88,13 @@ def processing_size(frame_size: tuple[int, int], height: int | None) -> tuple[in
     return height, max(1, round(frame_width * height / frame_height))
 
 
-def merge_probabilities(probabilities: torch.Tensor, ids: list[int]) -> torch.Tensor:
+def merge_probabilities(probabilities: torch.Tensor, ids: list[int], threshold: float = BACKGROUND_THRESHOLD) -> torch.Tensor:
     """Merge ``(K, H, W)`` object probabilities into an ``(H, W)`` uint8 label mask (rule above)."""
     if len(ids) != probabilities.shape[0]:
         raise ValueError(f"{len(ids)} ids for {probabilities.shape[0]} probability maps")
     if not ids:
         return torch.zeros(probabilities.shape[1:], dtype=torch.uint8, device=probabilities.device)
-    background = torch.full_like(probabilities[:1], BACKGROUND_THRESHOLD)
+    background = torch.full_like(probabilities[:1], threshold)
     winner = torch.cat([background, probabilities]).argmax(dim=0)
     lookup = torch.tensor([0, *ids], dtype=torch.uint8, device=probabilities.device)
     return lookup[winner]
@@ -220,7 +223,7 @@ def propagate(
             full = dict(zip(ids, full_stack))
             for object_id in lost & set(ids):
                 full[object_id] = suppress_unconfident(full[object_id], config.redetect_confidence, config.redetect_min_area)
-            labels = merge_probabilities(torch.stack([full[i] for i in ids]), ids)
+            labels = merge_probabilities(torch.stack([full[i] for i in ids]), ids, config.threshold)
         else:
             labels = torch.zeros(frame_size, dtype=torch.uint8, device=device)
         given = appearances.get(index)
