@@ -1,0 +1,116 @@
+"""Propagation ablations on DAVIS 2016 val: fine-tune each sequence's networks once, propagate many times.
+
+A ``benchmarks/davis2016.py`` row spends most of its half hour on online fine-tuning. To compare
+propagation settings (views, mirroring, thresholds) this script fine-tunes each val sequence as
+that script does (the same seed, so the same networks), keeps the networks in ``--networks``
+(safetensors, one per object, with the fine-tuning settings beside them), and on later runs only
+propagates, upsamples to 854x480 and scores, the way ``benchmarks/davis2016.py`` does: about
+4 minutes for the 20 sequences on 2 cores instead of 30.
+
+    .venv/bin/python benchmarks/davis2016_propagation.py --networks runs/ft100 --out runs/prop-default
+    .venv/bin/python benchmarks/davis2016_propagation.py --networks runs/ft100 --out runs/prop-zoom-6 \\
+        --segment-config benchmarks/davis2016-ablations/propagate-zoom-6.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from masktrack.data.masks import write_mask
+from masktrack.data.sources import Sequence, first_appearances, open_davis
+from masktrack.evaluate import evaluate_dataset, write_results
+from masktrack.model import load_checkpoint, save_checkpoint
+from masktrack.online.finetune import finetune
+from masktrack.propagate.pipeline import SegmentConfig
+from masktrack.propagate.propagate import merge_probabilities, propagate
+from masktrack.propagate.run import inherit_offline_settings, load_parent, segment_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FULL_SIZE = (480, 854)
+FINETUNE_YAML = "finetune.yaml"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--davis", type=Path, default=SHARED / "data" / "davis2016", help="DAVIS 2016 root (240p frames, 480p masks)")
+    parser.add_argument("--parent", type=Path, default=REPO / "src" / "masktrack" / "weights" / "default.safetensors",
+                        help="parent checkpoint (default: the shipped model)")
+    parser.add_argument("--networks", type=Path, required=True, help="folder of fine-tuned networks (filled when missing)")
+    parser.add_argument("--finetune-config", type=Path, default=REPO / "benchmarks" / "davis2016-segment.yaml",
+                        help="YAML whose finetune: section fine-tunes the networks (default: the benchmark's)")
+    parser.add_argument("--finetune-steps", type=int, default=100, help="online fine-tuning steps (default: 100, the benchmark's)")
+    parser.add_argument("--segment-config", type=Path, default=REPO / "benchmarks" / "davis2016-segment.yaml",
+                        help="YAML whose propagate: section is measured (default: the benchmark's)")
+    parser.add_argument("--size", type=int, default=240, help="network input height (default: 240, the frames' own)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the 480p masks and the evaluation")
+    parser.add_argument("--sequences", nargs="+", metavar="NAME", help="only these val sequences")
+    return parser.parse_args()
+
+
+def record_networks(args: argparse.Namespace, config: SegmentConfig) -> None:
+    """Write the fine-tuning settings into ``--networks``; stop if networks made with others are there."""
+    settings = yaml.safe_dump({"parent": str(args.parent.resolve()), "finetune": config.to_dict()["finetune"], "seed": config.seed})
+    recorded = args.networks / FINETUNE_YAML
+    if recorded.is_file() and recorded.read_text() != settings:
+        sys.exit(f"davis2016_propagation: {recorded}: these networks were fine-tuned with other settings; use another --networks")
+    args.networks.mkdir(parents=True, exist_ok=True)
+    recorded.write_text(settings)
+
+
+def fine_tuned(networks_dir: Path, parent: torch.nn.Module, config: SegmentConfig, sequence: Sequence,
+               appearances: dict[int, np.ndarray]) -> dict[int, torch.nn.Module]:
+    """The sequence's networks from ``networks_dir``, fine-tuned as ``masktrack segment`` does when missing."""
+    ids = sorted({int(i) for labels in appearances.values() for i in np.unique(labels) if i != 0})
+    paths = {i: networks_dir / f"{sequence.name}_{i}.safetensors" for i in ids}
+    if not all(path.is_file() for path in paths.values()):
+        annotations = [(sequence.read_frame(index), labels) for index, labels in sorted(appearances.items())]
+        networks = finetune(parent, annotations, config.finetune, "cpu", torch.Generator().manual_seed(config.seed), progress=False)
+        for object_id, network in networks.items():
+            save_checkpoint(paths[object_id], network)
+    return {object_id: load_checkpoint(path)[0] for object_id, path in paths.items()}
+
+
+def main() -> None:
+    args = parse_args()
+    parent, metadata = load_parent(args.parent, "cpu")
+    tuning, config = (segment_config(path, args.finetune_steps, None, args.size) for path in (args.finetune_config, args.segment_config))
+    inherit_offline_settings(tuning, metadata)
+    inherit_offline_settings(config, metadata)
+    record_networks(args, tuning)
+    sequences = open_davis(args.davis, split="val", sequences=args.sequences)
+    start = time.perf_counter()
+    for sequence in tqdm(sequences, desc="sequences", unit="sequence"):
+        appearances = first_appearances(sequence, first_frame_only=False)
+        networks = fine_tuned(args.networks, parent, tuning, sequence, appearances)
+        (args.out / sequence.name).mkdir(parents=True, exist_ok=True)
+        stream = propagate(sequence.frames(), networks, appearances, config.propagate)
+        for result, name in zip(stream, sequence.frame_names):
+            ids = list(result.probabilities)
+            if ids:  # quantised as `masktrack segment --save-probabilities` stores them, then as benchmarks/davis2016.py
+                probabilities = (torch.stack([result.probabilities[i] for i in ids]) * 255).round() / 255
+                full = F.interpolate(probabilities[None], size=FULL_SIZE, mode="bilinear", align_corners=False)[0]
+                labels = merge_probabilities(full, ids, config.propagate.threshold)
+            else:
+                labels = F.interpolate(torch.from_numpy(result.labels)[None, None].float(), size=FULL_SIZE, mode="nearest")[0, 0].to(torch.uint8)
+            write_mask(args.out / sequence.name / f"{name}.png", labels.numpy())
+    evaluation = evaluate_dataset(args.davis / "Annotations" / "480p", args.out, sequences=[s.name for s in sequences], progress=False)
+    write_results(evaluation, args.out / "eval")
+    for obj in evaluation.objects:
+        print(f"{obj.name:24s} J&F {(obj.j_statistics.mean + obj.f_statistics.mean) / 2:.3f}")
+    g = evaluation.global_metrics
+    print(f"DAVIS 2016 val ({args.segment_config}): J&F {g['J&F-Mean']:.4f}  J {g['J-Mean']:.4f}  F {g['F-Mean']:.4f}"
+          f"  ({(time.perf_counter() - start) / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
