@@ -25,7 +25,7 @@ import torch
 from masktrack.augment.deform import DeformConfig
 from masktrack.model import ModelConfig, build_model
 from masktrack.train.dataset import previous_masks
-from masktrack.train.loop import segmentation_loss
+from masktrack.model.losses import segmentation_loss
 
 SKIP_CHOICES = {"off": [False], "on": [True], "both": [False, True]}
 

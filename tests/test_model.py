@@ -23,6 +23,7 @@ from masktrack.model import pretrained
 from masktrack.model.backbones import BACKBONES, build_backbone, dilate_blocks
 from masktrack.model.heads import DeepLabV2Head, LightASPPHead
 from masktrack.model.inference import prepare_for_inference
+from masktrack.model.losses import lovasz_hinge, segmentation_loss
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WEIGHTS = SHARED / "weights"
@@ -336,3 +337,18 @@ def test_prepared_model_matches_and_cannot_be_saved(tmp_path: Path) -> None:
         assert torch.allclose(model(image, mask), prepared(image, mask), atol=1e-5)
     with pytest.raises(ValueError, match="prepared for inference"):
         save_checkpoint(tmp_path / "prepared.safetensors", prepared)
+
+
+def test_lovasz_hinge_is_twice_one_minus_iou_at_unit_margins_and_zero_when_confidently_right() -> None:
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.rand(2, 16, 16, generator=generator) > 0.6
+    predicted = truth.clone()
+    predicted[0, :4] = ~predicted[0, :4]  # four wrong rows in the first image
+    margin = predicted.float() * 2 - 1  # object logit minus background logit: +-1
+    logits = torch.stack([-margin / 2, margin / 2], dim=1)
+    ious = [float((p & t).sum() / (p | t).sum()) for p, t in zip(predicted, truth)]
+    assert lovasz_hinge(logits, truth).item() == pytest.approx(2 * (1 - sum(ious) / 2), abs=1e-5)
+    assert lovasz_hinge(logits * 3, predicted).item() == 0.0
+    plain = segmentation_loss(logits, truth)
+    assert segmentation_loss(logits, truth, lovasz_weight=0.5).item() == pytest.approx(plain.item() + 0.5 * lovasz_hinge(logits, truth).item())
+    torch.testing.assert_close(plain, F.cross_entropy(logits, truth.long()))

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from PIL import Image
 from torch import nn
@@ -28,8 +29,9 @@ from masktrack.model import ModelConfig, build_model, save_checkpoint
 from masktrack.propagate import run
 from masktrack.propagate.flow import warp_masks
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter, write_submission_zip, write_timings
+from masktrack.propagate.crf import CRFConfig, refine
 from masktrack.propagate.pipeline import SegmentConfig
-from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, predict, propagate
+from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, multiscale_probabilities, predict, propagate
 from masktrack.propagate.zoom import crop_views, object_view
 
 
@@ -167,6 +169,54 @@ def test_flip_averaging_makes_predictions_mirror_equivariant() -> None:
         else:
             assert (mirrored[flip] - direct).abs().max() > 1e-3  # the plain network is not equivariant
     torch.testing.assert_close((predict({1: net}, image, {1: mask})[1] + mirrored[False]) / 2, mirrored[True], atol=1e-6, rtol=0)
+
+
+def test_multiscale_averages_the_network_run_at_each_scale_resized_back() -> None:
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(backbone="resnet18", output_stride=16, head_channels=16)).eval()
+    image, mask = torch.rand(1, 3, 48, 64), (torch.rand(1, 1, 48, 64) > 0.7).float()
+    with torch.inference_mode():
+        single = net(image, mask).softmax(dim=1)[:, 1]
+        large = net(F.interpolate(image, size=(72, 96), mode="bilinear", align_corners=False), F.interpolate(mask, size=(72, 96)))
+        large = F.interpolate(large.softmax(dim=1)[:, 1:], size=(48, 64), mode="bilinear", align_corners=False)[:, 0]
+        torch.testing.assert_close(multiscale_probabilities(net, image, mask, (1.0,)), single)
+        torch.testing.assert_close(multiscale_probabilities(net, image, mask, (1.0, 1.5)), (single + large) / 2)
+        assert (large - single).abs().max() > 1e-3  # the second scale is a different input
+        torch.testing.assert_close(predict({1: net}, image, {1: mask[0, 0]}, scales=(1.0, 1.5))[1], (single[0] + large[0]) / 2)
+    with pytest.raises(ValueError, match="scales"):
+        PropagateConfig(scales=(1.0, 0.0))
+
+
+def test_crf_snaps_a_noisy_mask_to_the_image_edges_and_keeps_a_confident_one() -> None:
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.zeros(60, 80)
+    truth[15:45, 20:60] = 1
+    image = torch.stack([truth * 0.8 + 0.1, torch.full_like(truth, 0.5), 0.9 - truth * 0.8])
+    noisy = (0.25 + 0.5 * truth + 0.3 * torch.randn(60, 80, generator=generator)).clamp(0.01, 0.99)
+    blurred = F.avg_pool2d(truth[None, None], 9, stride=1, padding=4)[0, 0].clamp(0.02, 0.98)  # a soft, spread boundary
+
+    def iou(probability: torch.Tensor) -> float:
+        return float(((probability > 0.5) & (truth > 0)).sum() / ((probability > 0.5) | (truth > 0)).sum())
+
+    refined = refine(torch.stack([noisy, blurred]), image, CRFConfig())
+    assert iou(noisy) < 0.6 and iou(refined[0]) > 0.95
+    assert ((refined[1] - truth).abs() < 0.1).float().mean() > ((blurred - truth).abs() < 0.1).float().mean() + 0.05
+    confident = truth * 0.98 + 0.01
+    assert iou(refine(confident[None], image, CRFConfig())[0]) == 1.0
+    unchanged = refine(noisy[None], image, CRFConfig(appearance_weight=0.0, smoothness_weight=0.0))[0]
+    torch.testing.assert_close(unchanged, noisy, atol=1e-4, rtol=0)
+
+
+def test_propagation_applies_the_crf_when_configured() -> None:
+    frames = [square_frame((40, 60), (10, 20), 16, red=0.6)] * 2
+    first = np.zeros((40, 60), np.uint8)
+    first[10:26, 20:36] = 1
+    plain, refined = (list(propagate(frames, {1: ChannelNet()}, {0: first}, PropagateConfig(crf=crf)))[1] for crf in (None, CRFConfig()))
+    assert plain.probabilities[1].max() == pytest.approx(0.6, abs=1e-3)  # the colour channel as probability
+    assert refined.probabilities[1].max() > 0.8  # neighbours of the same colour agree: more confident
+    assert (refined.labels == plain.labels).all()
+    config = SegmentConfig(propagate=PropagateConfig(crf=CRFConfig(radius=3), scales=(1.0, 1.25)))
+    assert SegmentConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict()))) == config
 
 
 class EchoNet(nn.Module):

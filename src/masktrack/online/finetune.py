@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from masktrack.augment.deform import DeformConfig, deform_masks
 from masktrack.augment.transforms import AugmentConfig, augment_batch
+from masktrack.model.losses import segmentation_loss
 from masktrack.propagate.propagate import image_tensor, mask_tensor, processing_size
 
 MODES = ("shared", "per_object")
@@ -43,14 +43,15 @@ class FinetuneConfig:
     batch_size: int = 4
     mode: str = "per_object"
     size: int | None = None  # training sample height (the propagation size); None: frame size
+    lovasz_weight: float = 0.0  # loss: cross-entropy plus this times the Lovász hinge (an IoU surrogate)
     augment: AugmentConfig | None = None  # None: the parent's offline settings (else the defaults)
     deform: DeformConfig | None = None  # None: the parent's offline settings (else the defaults)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"fine-tuning mode must be one of {MODES}, got {self.mode!r}")
-        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("fine-tuning needs steps >= 0, batch_size >= 1 and lr > 0")
+        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.lovasz_weight < 0:
+            raise ValueError("fine-tuning needs steps >= 0, batch_size >= 1, lr > 0 and lovasz_weight >= 0")
 
 
 def object_samples(
@@ -123,7 +124,7 @@ def _train_copy(
         batch_images, batch_masks = augment_batch(images[pick], masks[pick], out_size, config.augment or AugmentConfig(), generator)
         previous = deform_masks(batch_masks, config.deform or DeformConfig(), generator)
         logits = model(batch_images, previous[:, None].to(batch_images.dtype))
-        loss = F.cross_entropy(logits, (batch_masks > 0.5).long())
+        loss = segmentation_loss(logits, batch_masks > 0.5, lovasz_weight=config.lovasz_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

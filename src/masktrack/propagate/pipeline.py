@@ -16,6 +16,7 @@ from masktrack.augment.transforms import AugmentConfig
 from masktrack.data.sources import Sequence, first_appearances
 from masktrack.errors import InputError
 from masktrack.online.finetune import FinetuneConfig, finetune
+from masktrack.propagate.crf import CRFConfig
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter
 from masktrack.propagate.propagate import PropagateConfig, propagate
 
@@ -45,9 +46,12 @@ class SegmentConfig:
             for key, kind in (("augment", AugmentConfig), ("deform", DeformConfig)):
                 if finetune_values.get(key) is not None:
                     finetune_values[key] = _build(kind, _mapping(finetune_values[key], f"{source}: finetune.{key}"), f"{source}: finetune.{key}")
+            propagate_values = dict(_mapping(values.get("propagate") or {}, f"{source}: propagate"))
+            if propagate_values.get("crf") is not None:
+                propagate_values["crf"] = _build(CRFConfig, _mapping(propagate_values["crf"], f"{source}: propagate.crf"), f"{source}: propagate.crf")
             return cls(
                 finetune=_build(FinetuneConfig, finetune_values, f"{source}: finetune"),
-                propagate=_build(PropagateConfig, _mapping(values.get("propagate") or {}, f"{source}: propagate"), f"{source}: propagate"),
+                propagate=_build(PropagateConfig, propagate_values, f"{source}: propagate"),
                 seed=int(values.get("seed", 0)),
             )
         except (TypeError, ValueError) as error:

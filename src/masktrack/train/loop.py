@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -39,6 +38,7 @@ from tqdm import tqdm
 from masktrack.atomic import atomic_file
 from masktrack.errors import InputError
 from masktrack.model import MaskTrackNet, build_model, save_checkpoint
+from masktrack.model.losses import segmentation_loss
 from masktrack.propagate.distributed import Ranks, close_ranks, init_ranks
 from masktrack.propagate.propagate import processing_size
 from masktrack.propagate.run import choose_device
@@ -90,24 +90,6 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, overwr
     finally:
         if not joined:
             close_ranks(ranks)
-
-
-def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, class_balance: bool) -> torch.Tensor:
-    """Per-pixel cross-entropy, averaged per image then over the batch.
-
-    With ``class_balance`` each image's object and background pixels weigh half of its loss
-    each (an image without object pixels counts its background fully).
-    """
-    pixels = F.cross_entropy(logits.float(), masks.long(), reduction="none").flatten(1)
-    if not class_balance:
-        return pixels.mean()
-    foreground = masks.flatten(1).float()
-    count = foreground.sum(1)
-    total = foreground.shape[1]
-    object_weight = torch.where(count > 0, 0.5 / count.clamp(min=1), 0.0)
-    background_weight = torch.where(count > 0, 0.5, 1.0) / (total - count).clamp(min=1)
-    weights = foreground * object_weight[:, None] + (1 - foreground) * background_weight[:, None]
-    return (pixels * weights).sum(1).mean()
 
 
 def mask_iou(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,52 @@
+"""Segmentation losses shared by offline training and online fine-tuning."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, class_balance: bool = False, lovasz_weight: float = 0.0) -> torch.Tensor:
+    """Per-pixel cross-entropy of ``(B, 2, H, W)`` logits against ``(B, H, W)`` binary masks, averaged
+    per image then over the batch, plus ``lovasz_weight`` times the Lovász hinge (:func:`lovasz_hinge`).
+
+    With ``class_balance`` each image's object and background pixels weigh half of its loss
+    each (an image without object pixels counts its background fully).
+    """
+    if class_balance:
+        pixels = F.cross_entropy(logits.float(), masks.long(), reduction="none").flatten(1)
+        foreground = masks.flatten(1).float()
+        count = foreground.sum(1)
+        total = foreground.shape[1]
+        object_weight = torch.where(count > 0, 0.5 / count.clamp(min=1), 0.0)
+        background_weight = torch.where(count > 0, 0.5, 1.0) / (total - count).clamp(min=1)
+        weights = foreground * object_weight[:, None] + (1 - foreground) * background_weight[:, None]
+        loss = (pixels * weights).sum(1).mean()
+    else:
+        loss = F.cross_entropy(logits.float(), masks.long())
+    if lovasz_weight > 0:
+        loss = loss + lovasz_weight * lovasz_hinge(logits, masks)
+    return loss
+
+
+def lovasz_hinge(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The Lovász hinge (Berman et al., CVPR 2018): a convex surrogate of ``1 - IoU`` of the object,
+    per image, averaged over the batch. ``logits`` ``(B, 2, H, W)``, ``masks`` ``(B, H, W)`` binary."""
+    margins = (logits[:, 1] - logits[:, 0]).float().flatten(1)
+    truth = masks.flatten(1).float()
+    errors = 1 - margins * (2 * truth - 1)
+    losses = []
+    for image_errors, image_truth in zip(errors, truth):
+        sorted_errors, order = image_errors.sort(descending=True)
+        losses.append(F.relu(sorted_errors) @ jaccard_gradient(image_truth[order]))
+    return torch.stack(losses).mean()
+
+
+def jaccard_gradient(sorted_truth: torch.Tensor) -> torch.Tensor:
+    """The Lovász extension's weights: the increments of ``1 - IoU`` as the pixels sorted by error
+    (``sorted_truth``, 1 for object pixels) are predicted wrong one after the other."""
+    objects = sorted_truth.sum()
+    intersection = objects - sorted_truth.cumsum(0)
+    union = objects + (1 - sorted_truth).cumsum(0)
+    jaccard = 1 - intersection / union
+    return torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
