@@ -31,7 +31,7 @@ from masktrack.propagate.flow import warp_masks
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter, write_submission_zip, write_timings
 from masktrack.propagate.crf import CRFConfig, refine
 from masktrack.propagate.pipeline import SegmentConfig
-from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, multiscale_probabilities, predict, propagate
+from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, predict, propagate
 from masktrack.propagate.zoom import crop_views, object_view
 
 
@@ -171,22 +171,6 @@ def test_flip_averaging_makes_predictions_mirror_equivariant() -> None:
     torch.testing.assert_close((predict({1: net}, image, {1: mask})[1] + mirrored[False]) / 2, mirrored[True], atol=1e-6, rtol=0)
 
 
-def test_multiscale_averages_the_network_run_at_each_scale_resized_back() -> None:
-    torch.manual_seed(0)
-    net = build_model(ModelConfig(backbone="resnet18", output_stride=16, head_channels=16)).eval()
-    image, mask = torch.rand(1, 3, 48, 64), (torch.rand(1, 1, 48, 64) > 0.7).float()
-    with torch.inference_mode():
-        single = net(image, mask).softmax(dim=1)[:, 1]
-        large = net(F.interpolate(image, size=(72, 96), mode="bilinear", align_corners=False), F.interpolate(mask, size=(72, 96)))
-        large = F.interpolate(large.softmax(dim=1)[:, 1:], size=(48, 64), mode="bilinear", align_corners=False)[:, 0]
-        torch.testing.assert_close(multiscale_probabilities(net, image, mask, (1.0,)), single)
-        torch.testing.assert_close(multiscale_probabilities(net, image, mask, (1.0, 1.5)), (single + large) / 2)
-        assert (large - single).abs().max() > 1e-3  # the second scale is a different input
-        torch.testing.assert_close(predict({1: net}, image, {1: mask[0, 0]}, scales=(1.0, 1.5))[1], (single[0] + large[0]) / 2)
-    with pytest.raises(ValueError, match="scales"):
-        PropagateConfig(scales=(1.0, 0.0))
-
-
 def test_crf_snaps_a_noisy_mask_to_the_image_edges_and_keeps_a_confident_one() -> None:
     generator = torch.Generator().manual_seed(0)
     truth = torch.zeros(60, 80)
@@ -215,7 +199,7 @@ def test_propagation_applies_the_crf_when_configured() -> None:
     assert plain.probabilities[1].max() == pytest.approx(0.6, abs=1e-3)  # the colour channel as probability
     assert refined.probabilities[1].max() > 0.8  # neighbours of the same colour agree: more confident
     assert (refined.labels == plain.labels).all()
-    config = SegmentConfig(propagate=PropagateConfig(crf=CRFConfig(radius=3), scales=(1.0, 1.25)))
+    config = SegmentConfig(propagate=PropagateConfig(crf=CRFConfig(radius=3)))
     assert SegmentConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict()))) == config
 
 

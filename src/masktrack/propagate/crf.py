@@ -53,7 +53,11 @@ def shifted(tensor: torch.Tensor, dy: int, dx: int, radius: int) -> torch.Tensor
 
 def pairwise_kernel(image: torch.Tensor, config: CRFConfig) -> torch.Tensor:
     """``(K, h, w)`` weights between each pixel of the ``(3, h, w)`` image and its ``K`` window neighbours
-    (:func:`window_offsets` order); neighbours beyond the border weigh 0."""
+    (:func:`window_offsets` order); neighbours beyond the border weigh 0.
+
+    The kernel is symmetric, so only the offsets of one half-window are computed; the weight at offset
+    ``-d`` is the one at ``d`` read from the neighbour.
+    """
     radius = config.radius
     padded = F.pad(image, (radius,) * 4)
     inside = F.pad(torch.ones_like(image[0]), (radius,) * 4)
@@ -61,12 +65,15 @@ def pairwise_kernel(image: torch.Tensor, config: CRFConfig) -> torch.Tensor:
     appearance = [math.exp(-(dy * dy + dx * dx) / (2 * config.position_sigma**2)) for dy, dx in offsets]
     smoothness = [math.exp(-(dy * dy + dx * dx) / (2 * config.smoothness_sigma**2)) for dy, dx in offsets]
     appearance_scale, smoothness_scale = config.appearance_weight / sum(appearance), config.smoothness_weight / sum(smoothness)
-    kernels = []
+    kernels: dict[tuple[int, int], torch.Tensor] = {}
     for (dy, dx), position, smooth in zip(offsets, appearance, smoothness):
-        colour = (shifted(padded, dy, dx, radius) - image).square().sum(dim=0)
-        weight = appearance_scale * position * torch.exp(-colour / (2 * config.colour_sigma**2)) + smoothness_scale * smooth
-        kernels.append(weight * shifted(inside, dy, dx, radius))
-    return torch.stack(kernels)
+        if (dy, dx) < (0, 0):
+            continue
+        colour = (shifted(padded, dy, dx, radius) - image).square_().sum(dim=0)
+        weight = colour.mul_(-1 / (2 * config.colour_sigma**2)).exp_().mul_(appearance_scale * position).add_(smoothness_scale * smooth)
+        kernels[dy, dx] = weight.mul_(shifted(inside, dy, dx, radius))
+        kernels[-dy, -dx] = shifted(F.pad(kernels[dy, dx], (radius,) * 4), -dy, -dx, radius)
+    return torch.stack([kernels[offset] for offset in offsets])
 
 
 def refine(probabilities: torch.Tensor, image: torch.Tensor, config: CRFConfig) -> torch.Tensor:

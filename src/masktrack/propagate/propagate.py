@@ -18,12 +18,12 @@ With ``flow``, the previous masks are first moved along the optical flow from th
 With ``flip``, each frame also runs mirrored (image and previous masks) in the same batch, and
 the two probability maps are averaged: test-time augmentation at twice the compute.
 
-With ``scales``, each frame (and its mirror) also runs resized by those factors, and the
-probability maps, resized back, are averaged: multi-scale test-time augmentation.
-
 With ``object_zoom``, each small object is segmented in its own zoomed view of the frame, centred
 on its previous mask (``masktrack.propagate.zoom``): the network sees it at a size where output
 stride 16 still resolves it, at the same cost per object.
+
+With ``crf``, each frame's probabilities are refined at the network's input size by a local dense
+CRF (``masktrack.propagate.crf``), MaskTrack's post-processing, before they are resized and merged.
 
 Vanished objects: an object whose merged mask becomes empty is *lost*. It keeps being
 evaluated with an empty previous mask, but its prediction is accepted only where its
@@ -66,13 +66,9 @@ class PropagateConfig:
     object_zoom: float = 0.0  # zoom each small object's view until its previous box spans this fraction (0: whole frame)
     max_zoom: float = 3.0  # ... by at most this factor
     threshold: float = BACKGROUND_THRESHOLD  # a pixel is an object's where its probability exceeds this (merge rule above)
-    scales: tuple[float, ...] = (1.0,)  # run the network at these multiples of the input size and average
     crf: CRFConfig | None = None  # refine each frame's probabilities with a local dense CRF (masktrack.propagate.crf)
 
     def __post_init__(self) -> None:
-        self.scales = tuple(float(scale) for scale in self.scales)
-        if not self.scales or any(scale <= 0 for scale in self.scales):
-            raise ValueError(f"scales must be positive factors, got {self.scales}")
         if not 0.0 <= self.object_zoom <= 1.0 or self.max_zoom < 1.0:
             raise ValueError(f"object_zoom must be in [0, 1] and max_zoom >= 1, got {self.object_zoom}, {self.max_zoom}")
         if not 0.0 < self.threshold < 1.0:
@@ -144,22 +140,6 @@ def group_by_network(models: Mapping[int, nn.Module], ids: list[int]) -> list[tu
     return list(groups.values())
 
 
-def multiscale_probabilities(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
-    """Object probabilities ``(N, h, w)`` for ``(N, 3, h, w)`` images and ``(N, 1, h, w)`` previous masks,
-    averaged over the network run at each of ``scales`` times the input size (resized back bilinearly)."""
-    size = tuple(images.shape[-2:])
-    total = torch.zeros(len(images), *size, device=images.device)
-    for scale in scales:
-        scaled = (max(16, round(size[0] * scale)), max(16, round(size[1] * scale)))
-        if scaled == size:
-            total += model(images, masks).float().softmax(dim=1)[:, 1]
-            continue
-        logits = model(F.interpolate(images, size=scaled, mode="bilinear", align_corners=False, antialias=scale < 1),
-                       F.interpolate(masks, size=scaled, mode="nearest"))
-        total += F.interpolate(logits.float().softmax(dim=1)[:, 1:], size=size, mode="bilinear", align_corners=False)[:, 0]
-    return total / len(scales)
-
-
 def predict(
     models: Mapping[int, nn.Module],
     image: torch.Tensor,
@@ -167,7 +147,6 @@ def predict(
     dilation: float = 0.0,
     flip: bool = False,
     views: Mapping[int, torch.Tensor] | None = None,
-    scales: tuple[float, ...] = (1.0,),
 ) -> dict[int, torch.Tensor]:
     """Object probabilities ``(h, w)`` for each id in ``previous``, one forward pass per network.
 
@@ -175,8 +154,7 @@ def predict(
     and previous mask are cropped to it, and their probabilities pasted back into the frame.
     The previous masks are dilated by a disk of ``dilation`` pixels (in view pixels). With ``flip``, the
     mirrored image and masks join the batch and the mirrored-back probabilities are averaged in,
-    which makes the prediction exactly equivariant to horizontal mirroring. ``scales``: see
-    :func:`multiscale_probabilities`.
+    which makes the prediction exactly equivariant to horizontal mirroring.
     """
     views = views or {}
     probabilities: dict[int, torch.Tensor] = {}
@@ -192,7 +170,7 @@ def predict(
         masks = dilate_disk(masks[:, 0], dilation)[:, None] if dilation > 0 else masks
         if flip:
             images, masks = torch.cat([images, images.flip(-1)]), torch.cat([masks, masks.flip(-1)])
-        object_probability = multiscale_probabilities(model, images, masks, scales)
+        object_probability = model(images, masks).float().softmax(dim=1)[:, 1]
         if flip:
             direct, mirrored = object_probability.chunk(2)
             object_probability = (direct + mirrored.flip(-1)) / 2
@@ -243,7 +221,7 @@ def propagate(
             views = {i: view for i, mask in previous.items()
                      if (view := object_view(mask, config.object_zoom, config.max_zoom)) is not None} if config.object_zoom else None
             network_image = image_tensor(image, size, device)
-            small = predict(models, network_image, previous, dilation * size[0] / REFERENCE_HEIGHT, config.flip, views, config.scales)
+            small = predict(models, network_image, previous, dilation * size[0] / REFERENCE_HEIGHT, config.flip, views)
             ids = list(small)
             full_stack = torch.stack([small[i] for i in ids])
             if config.crf is not None:
