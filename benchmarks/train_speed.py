@@ -24,8 +24,8 @@ import torch
 
 from masktrack.augment.deform import DeformConfig
 from masktrack.model import ModelConfig, build_model
-from masktrack.train.dataset import previous_masks
 from masktrack.model.losses import segmentation_loss
+from masktrack.train.dataset import previous_masks
 
 SKIP_CHOICES = {"off": [False], "on": [True], "both": [False, True]}
 

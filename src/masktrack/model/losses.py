@@ -34,19 +34,15 @@ def lovasz_hinge(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     per image, averaged over the batch. ``logits`` ``(B, 2, H, W)``, ``masks`` ``(B, H, W)`` binary."""
     margins = (logits[:, 1] - logits[:, 0]).float().flatten(1)
     truth = masks.flatten(1).float()
-    errors = 1 - margins * (2 * truth - 1)
-    losses = []
-    for image_errors, image_truth in zip(errors, truth):
-        sorted_errors, order = image_errors.sort(descending=True)
-        losses.append(F.relu(sorted_errors) @ jaccard_gradient(image_truth[order]))
-    return torch.stack(losses).mean()
+    sorted_errors, order = (1 - margins * (2 * truth - 1)).sort(dim=1, descending=True)
+    return (F.relu(sorted_errors) * jaccard_gradient(truth.gather(1, order))).sum(1).mean()
 
 
 def jaccard_gradient(sorted_truth: torch.Tensor) -> torch.Tensor:
-    """The Lovász extension's weights: the increments of ``1 - IoU`` as the pixels sorted by error
-    (``sorted_truth``, 1 for object pixels) are predicted wrong one after the other."""
-    objects = sorted_truth.sum()
-    intersection = objects - sorted_truth.cumsum(0)
-    union = objects + (1 - sorted_truth).cumsum(0)
+    """The Lovász extension's weights, per row of ``(B, P)``: the increments of ``1 - IoU`` as the pixels
+    sorted by error (``sorted_truth``, 1 for object pixels) are predicted wrong one after the other."""
+    objects = sorted_truth.sum(dim=-1, keepdim=True)
+    intersection = objects - sorted_truth.cumsum(dim=-1)
+    union = objects + (1 - sorted_truth).cumsum(dim=-1)
     jaccard = 1 - intersection / union
-    return torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+    return torch.cat([jaccard[..., :1], jaccard.diff(dim=-1)], dim=-1)

@@ -22,6 +22,12 @@ from masktrack.propagate.propagate import PropagateConfig, propagate
 
 DEFAULT_FPS = 24.0
 
+# Each section of a segment config: its settings class and the nested settings classes within it.
+SECTIONS: dict[str, tuple[type, dict[str, type]]] = {
+    "finetune": (FinetuneConfig, {"augment": AugmentConfig, "deform": DeformConfig}),
+    "propagate": (PropagateConfig, {"crf": CRFConfig}),
+}
+
 
 @dataclass
 class SegmentConfig:
@@ -42,16 +48,15 @@ class SegmentConfig:
         values = {key: value for key, value in values.items() if key != "run"}
         _check_keys(values, cls, source)
         try:
-            finetune_values = dict(_mapping(values.get("finetune") or {}, f"{source}: finetune"))
-            for key, kind in (("augment", AugmentConfig), ("deform", DeformConfig)):
-                if finetune_values.get(key) is not None:
-                    finetune_values[key] = _build(kind, _mapping(finetune_values[key], f"{source}: finetune.{key}"), f"{source}: finetune.{key}")
-            propagate_values = dict(_mapping(values.get("propagate") or {}, f"{source}: propagate"))
-            if propagate_values.get("crf") is not None:
-                propagate_values["crf"] = _build(CRFConfig, _mapping(propagate_values["crf"], f"{source}: propagate.crf"), f"{source}: propagate.crf")
+            sections = {}
+            for name, (kind, nested) in SECTIONS.items():
+                section = dict(_mapping(values.get(name) or {}, f"{source}: {name}"))
+                for key, nested_kind in nested.items():
+                    if section.get(key) is not None:
+                        section[key] = _build(nested_kind, _mapping(section[key], f"{source}: {name}.{key}"), f"{source}: {name}.{key}")
+                sections[name] = _build(kind, section, f"{source}: {name}")
             return cls(
-                finetune=_build(FinetuneConfig, finetune_values, f"{source}: finetune"),
-                propagate=_build(PropagateConfig, propagate_values, f"{source}: propagate"),
+                **sections,
                 seed=int(values.get("seed", 0)),
             )
         except (TypeError, ValueError) as error:
