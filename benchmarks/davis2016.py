@@ -6,9 +6,10 @@ Stages (each skipped when its output already exists, so an interrupted run conti
    (settings: ``benchmarks/davis2016.yaml``), into ``RUN/parent`` (``--resume`` after a crash);
 2. ``masktrack segment`` on the val split at 240p: online fine-tuning on each first frame (100
    steps, twice ``masktrack segment``'s default: the 2-hour budget allows it; 150 did not score
-   higher), small objects zoomed in both when fine-tuning and when propagating, the previous masks
-   warped along optical flow, each frame also segmented mirrored, object pixels above probability
-   0.4 (``benchmarks/davis2016-segment.yaml``), per-object probabilities saved, into ``RUN/val-240p``;
+   higher) on cross-entropy plus the Lovász hinge, small objects zoomed in both when fine-tuning and
+   when propagating, the previous masks warped along optical flow, each frame also segmented mirrored,
+   object pixels above probability 0.4 (``benchmarks/davis2016-segment.yaml``), per-object
+   probabilities saved, into ``RUN/val-240p``;
 3. upsampling to 854x480 as the shared data's README prescribes: a bilinear upsample of each
    object's probabilities, then the propagation's merge rule and threshold, into ``RUN/val-480p``;
 4. ``masktrack eval`` against ``Annotations/480p`` (first and last frames not scored), and a
@@ -208,11 +209,14 @@ def main() -> None:
     timings = json.loads((low / "timings.json").read_text())
     zoom = (finetune.get("augment") or {}).get("object_zoom", 0.0)
     view_zoom, max_view_zoom = propagate.get("object_zoom", 0.0), propagate.get("max_zoom", 3.0)
+    lovasz = finetune.get("lovasz_weight", 0.0)
     summary = (f"{finetune['mode']} fine-tuning, {finetune['steps']} steps of {finetune['batch_size']} samples, lr {finetune['lr']}"
+               f"{f', loss cross-entropy + {lovasz:g} x Lovász hinge' if lovasz else ''}"
                f"{f', small objects zoomed in to span {zoom:.0%} of the crop' if zoom else ''}; "
                f"propagation at height {propagate['size']}, {'soft' if propagate['soft_masks'] else 'hard'} previous masks "
                f"dilated by {propagate['dilate_previous']} px (at 480p){', warped along optical flow' if propagate['flow'] else ''}"
                f"{', mirrored-frame averaging' if propagate['flip'] else ''}"
+               f"{', dense CRF on each frame' if propagate.get('crf') else ''}"
                f"{f', small objects segmented in views zoomed until they span {view_zoom:.0%} (at most {max_view_zoom:g}x)' if view_zoom else ''}"
                f", object pixels where the probability exceeds {propagate.get('threshold', 0.5):g}")
     if args.doc:
