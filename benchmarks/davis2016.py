@@ -210,9 +210,11 @@ def main() -> None:
     zoom = (finetune.get("augment") or {}).get("object_zoom", 0.0)
     view_zoom, max_view_zoom = propagate.get("object_zoom", 0.0), propagate.get("max_zoom", 3.0)
     lovasz = finetune.get("lovasz_weight", 0.0)
+    moved = (finetune.get("recompose") or {}).get("prob", 0.0)
     summary = (f"{finetune['mode']} fine-tuning, {finetune['steps']} steps of {finetune['batch_size']} samples, lr {finetune['lr']}"
                f"{f', loss cross-entropy + {lovasz:g} x Lovász hinge' if lovasz else ''}"
-               f"{f', small objects zoomed in to span {zoom:.0%} of the crop' if zoom else ''}; "
+               f"{f', small objects zoomed in to span {zoom:.0%} of the crop' if zoom else ''}"
+               f"{f', {moved:.0%} of the samples with the object moved over its inpainted background' if moved else ''}; "
                f"propagation at height {propagate['size']}, {'soft' if propagate['soft_masks'] else 'hard'} previous masks "
                f"dilated by {propagate['dilate_previous']} px (at 480p){', warped along optical flow' if propagate['flow'] else ''}"
                f"{', mirrored-frame averaging' if propagate['flip'] else ''}"

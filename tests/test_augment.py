@@ -12,7 +12,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from masktrack.augment import DEFORMATIONS, AugmentConfig, DeformConfig, augment_batch, deform_masks, resize_pair
+from masktrack.augment import (
+    DEFORMATIONS,
+    AugmentConfig,
+    DeformConfig,
+    RecomposeConfig,
+    augment_batch,
+    deform_masks,
+    inpaint_backgrounds,
+    recompose,
+    resize_pair,
+)
 from masktrack.augment.boxes import bounding_boxes
 from masktrack.augment.preview import ROWS, deformation_sheet
 from masktrack.cli import main
@@ -272,3 +282,52 @@ def test_deform_command_rejects_bad_input(tmp_path: Path) -> None:
     assert main(["deform", str(tmp_path / "empty.png"), "--out", str(tmp_path / "grid.png")]) == 2
     assert main(["deform", str(tmp_path / "missing.png")]) == 2
     assert not (tmp_path / "grid.png").exists()
+
+
+def red_object_on_green(height: int = 60, width: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image ``(1, 3, H, W)``: the blob in pure red on pure green; and its mask ``(1, H, W)``."""
+    mask = blob(height, width, radius=0.15)
+    image = torch.zeros(1, 3, height, width)
+    image[0, 1] = 1.0
+    image[0, :, mask] = torch.tensor([1.0, 0.0, 0.0])[:, None]
+    return image, mask[None].float()
+
+
+def test_inpainting_fills_the_object_with_its_surroundings() -> None:
+    image, mask = red_object_on_green()
+    background = inpaint_backgrounds(image, mask, margin=0.05)
+    assert background.shape == image.shape
+    assert (background[0, 0] < 0.1).all() and (background[0, 1] > 0.9).all()  # no red left anywhere
+
+
+def test_recompose_moves_the_object_with_its_mask_over_the_background() -> None:
+    image, mask = red_object_on_green()
+    images, masks = image.expand(8, -1, -1, -1), mask.expand(8, -1, -1)
+    backgrounds = inpaint_backgrounds(images, masks, margin=0.05)
+    config = RecomposeConfig(prob=1.0, shift=0.2, scale=(1.0, 1.0), rotation=0.0)
+    moved, moved_masks = recompose(images, masks, backgrounds, config, torch.Generator().manual_seed(0))
+    assert moved_masks.dtype == masks.dtype and moved.shape == images.shape
+    old_centre = torch.nonzero(mask[0]).float().mean(0)
+    shifts = []
+    for sample, sample_mask in zip(moved, moved_masks):
+        inside = sample_mask > 0.5
+        assert abs(int(inside.sum()) - int(mask.sum())) <= 0.03 * mask.sum()  # same size, moved whole
+        interior = -F.max_pool2d(-inside[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0.5
+        outside = F.max_pool2d(inside[None, None].float(), 3, stride=1, padding=1)[0, 0] < 0.5
+        assert (sample[0][interior] > 0.9).all()  # the object's pixels came with it
+        assert (sample[0][outside] < 0.1).all()  # and left none behind
+        shifts.append((torch.nonzero(inside).float().mean(0) - old_centre).abs())
+    shifts = torch.stack(shifts)
+    assert shifts.max() > 3 and (shifts <= torch.tensor([0.2 * 60, 0.2 * 80]) + 1).all()
+
+
+def test_recompose_leaves_undrawn_samples_and_scales_the_object() -> None:
+    image, mask = red_object_on_green()
+    background = inpaint_backgrounds(image, mask, margin=0.05)
+    same_image, same_mask = recompose(image, mask, background, RecomposeConfig(prob=0.0), torch.Generator().manual_seed(0))
+    assert torch.equal(same_image, image) and torch.equal(same_mask, mask)
+    config = RecomposeConfig(prob=1.0, shift=0.0, scale=(1.5, 1.5), rotation=0.0)
+    _, larger = recompose(image, mask, background, config, torch.Generator().manual_seed(0))
+    assert larger.sum() / mask.sum() == pytest.approx(1.5**2, rel=0.1)
+    with pytest.raises(ValueError, match="prob"):
+        RecomposeConfig(prob=1.5)

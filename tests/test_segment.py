@@ -19,6 +19,7 @@ import yaml
 from PIL import Image
 from torch import nn
 
+from masktrack.augment import RecomposeConfig
 from masktrack.cli import main
 from masktrack.data.masks import read_mask, write_mask
 from masktrack.data.synth import generate_dataset, generate_video
@@ -401,6 +402,17 @@ def test_cli_writes_the_run_folder(tmp_path: Path, weights: Path, clip: tuple[Pa
     assert recorded["finetune"]["augment"]["object_zoom"] == recorded["propagate"]["object_zoom"] == 0.6  # --zoom
     assert SegmentConfig.from_dict(recorded).finetune.steps == 2  # a run's config.yaml is a valid --config
     assert not (tmp_path / "run.partial").exists()
+
+
+def test_cli_fine_tunes_on_recomposed_frames_from_a_config(tmp_path: Path, weights: Path, clip: tuple[Path, Path]) -> None:
+    frames, mask = clip
+    config = tmp_path / "recompose.yaml"
+    config.write_text("finetune:\n  recompose:\n    prob: 1.0\n    shift: 0.3\n")
+    out = tmp_path / "run"
+    assert segment(frames, "--mask", mask, "--weights", weights, "--out", out, "--finetune-steps", 2, "--config", config, "--no-report") == 0
+    recorded = SegmentConfig.from_dict(yaml.safe_load((out / "config.yaml").read_text()))
+    assert recorded.finetune.recompose == RecomposeConfig(prob=1.0, shift=0.3)
+    assert len(list((out / "frames").iterdir())) == 6
 
 
 def test_cli_refuses_an_existing_output_unless_overwrite(tmp_path: Path, weights: Path, clip: tuple[Path, Path],

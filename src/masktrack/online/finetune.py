@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from masktrack.augment.deform import DeformConfig, deform_masks
+from masktrack.augment.recompose import RecomposeConfig, inpaint_backgrounds, recompose
 from masktrack.augment.transforms import AugmentConfig, augment_batch
 from masktrack.model.losses import segmentation_loss
 from masktrack.propagate.propagate import image_tensor, mask_tensor, processing_size
@@ -46,6 +47,7 @@ class FinetuneConfig:
     lovasz_weight: float = 0.0  # loss: cross-entropy plus this times the Lovász hinge (an IoU surrogate)
     augment: AugmentConfig | None = None  # None: the parent's offline settings (else the defaults)
     deform: DeformConfig | None = None  # None: the parent's offline settings (else the defaults)
+    recompose: RecomposeConfig = field(default_factory=RecomposeConfig)  # objects moved over their inpainted background
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -119,9 +121,13 @@ def _train_copy(
     set_finetune_mode(model)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     out_size = tuple(images.shape[-2:])
+    backgrounds = inpaint_backgrounds(images, masks, config.recompose.inpaint_margin) if config.recompose.prob > 0 else None
     for _ in tqdm(range(config.steps), desc=f"fine-tune {label}", unit="step", disable=not progress, leave=False):
         pick = torch.randint(len(images), (config.batch_size,), generator=generator).to(images.device)
-        batch_images, batch_masks = augment_batch(images[pick], masks[pick], out_size, config.augment or AugmentConfig(), generator)
+        batch_images, batch_masks = images[pick], masks[pick]
+        if backgrounds is not None:
+            batch_images, batch_masks = recompose(batch_images, batch_masks, backgrounds[pick], config.recompose, generator)
+        batch_images, batch_masks = augment_batch(batch_images, batch_masks, out_size, config.augment or AugmentConfig(), generator)
         previous = deform_masks(batch_masks, config.deform or DeformConfig(), generator)
         logits = model(batch_images, previous[:, None].to(batch_images.dtype))
         loss = segmentation_loss(logits, batch_masks > 0.5, lovasz_weight=config.lovasz_weight)

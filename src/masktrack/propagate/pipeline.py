@@ -12,6 +12,7 @@ from torch import nn
 from tqdm import tqdm
 
 from masktrack.augment.deform import DeformConfig
+from masktrack.augment.recompose import RecomposeConfig
 from masktrack.augment.transforms import AugmentConfig
 from masktrack.data.sources import Sequence, first_appearances
 from masktrack.errors import InputError
@@ -24,7 +25,7 @@ DEFAULT_FPS = 24.0
 
 # Each section of a segment config: its settings class and the nested settings classes within it.
 SECTIONS: dict[str, tuple[type, dict[str, type]]] = {
-    "finetune": (FinetuneConfig, {"augment": AugmentConfig, "deform": DeformConfig}),
+    "finetune": (FinetuneConfig, {"augment": AugmentConfig, "deform": DeformConfig, "recompose": RecomposeConfig}),
     "propagate": (PropagateConfig, {"crf": CRFConfig}),
 }
 
