@@ -78,7 +78,7 @@ def recompose(
         return images, masks
     size = torch.tensor([width, height], device=images.device, dtype=torch.float32)
     centre = (boxes[:, :2] + boxes[:, 2:] + 1) / 2
-    target = (centre + (2 * draws[:, 3:5] - 1) * config.shift * size).clamp(torch.zeros(()), size)
+    target = (centre + (2 * draws[:, 3:5] - 1) * config.shift * size).clamp(torch.zeros_like(size), size)
     scale = config.scale[0] + draws[:, 1] * (config.scale[1] - config.scale[0])
     angle = (2 * draws[:, 2] - 1) * math.radians(config.rotation)
     # output pixel -> input pixel: in = R^T (out - target) / scale + centre, in normalised coordinates
@@ -86,7 +86,7 @@ def recompose(
     inverse = torch.stack([torch.stack([cos, sin], dim=1), torch.stack([-sin, cos], dim=1)], dim=1) / scale[:, None, None]
     normalise = torch.diag(2 / size)
     linear = normalise @ inverse @ torch.linalg.inv(normalise)
-    offset = (normalise @ ((inverse @ -target[:, :, None])[:, :, 0] + centre)[:, :, None])[:, :, 0] - 1 + (linear @ torch.ones(count, 2, 1))[:, :, 0]
+    offset = (normalise @ ((inverse @ -target[:, :, None])[:, :, 0] + centre)[:, :, None])[:, :, 0] - 1 + (linear @ torch.ones(count, 2, 1, device=images.device))[:, :, 0]
     theta = torch.cat([linear, offset[:, :, None]], dim=2)[chosen]
     grid = F.affine_grid(theta, [len(theta), 1, height, width], align_corners=False)
     moved = F.grid_sample(images[chosen], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
