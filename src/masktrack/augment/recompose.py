@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from masktrack.augment.boxes import bounding_boxes
 from masktrack.augment.draws import uniform
+from masktrack.augment.transforms import _affine
 
 
 @dataclass
@@ -81,13 +82,13 @@ def recompose(
     target = (centre + (2 * draws[:, 3:5] - 1) * config.shift * size).clamp(torch.zeros_like(size), size)
     scale = config.scale[0] + draws[:, 1] * (config.scale[1] - config.scale[0])
     angle = (2 * draws[:, 2] - 1) * math.radians(config.rotation)
-    # output pixel -> input pixel: in = R^T (out - target) / scale + centre, in normalised coordinates
+    # output pixel -> input pixel: in = R^T (out - target) / scale + centre, as 3x3 matrices acting on (x, y, 1)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    inverse = torch.stack([torch.stack([cos, sin], dim=1), torch.stack([-sin, cos], dim=1)], dim=1) / scale[:, None, None]
-    normalise = torch.diag(2 / size)
-    linear = normalise @ inverse @ torch.linalg.inv(normalise)
-    offset = (normalise @ ((inverse @ -target[:, :, None])[:, :, 0] + centre)[:, :, None])[:, :, 0] - 1 + (linear @ torch.ones(count, 2, 1, device=images.device))[:, :, 0]
-    theta = torch.cat([linear, offset[:, :, None]], dim=2)[chosen]
+    linear = torch.stack([torch.stack([cos, sin], dim=1), torch.stack([-sin, cos], dim=1)], dim=1) / scale[:, None, None]
+    inverse = _affine(linear, centre - (linear @ target[:, :, None])[:, :, 0])
+    to_normalised = _affine(torch.diag(2 / size)[None], torch.full((1, 2), -1.0, device=images.device))
+    from_normalised = _affine(torch.diag(size / 2)[None], (size / 2)[None])
+    theta = (to_normalised @ inverse @ from_normalised)[chosen, :2]
     grid = F.affine_grid(theta, [len(theta), 1, height, width], align_corners=False)
     moved = F.grid_sample(images[chosen], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     alpha = F.grid_sample(masks[chosen][:, None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
