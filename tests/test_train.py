@@ -22,7 +22,8 @@ from masktrack.errors import InputError
 from masktrack.model import load_checkpoint
 from masktrack.train import STATE_FILE, TrainConfig, TrainingDiverged, train
 from masktrack.train import loop
-from masktrack.train.dataset import EpochSampler, open_source
+from masktrack.augment.transforms import AugmentConfig
+from masktrack.train.dataset import EpochSampler, MaskTrackSamples, index_samples, open_source
 
 DAVIS2016 = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis2016"
 TINY_MODEL = {"backbone": "mobilenet_v2", "output_stride": 16, "head_channels": 16, "low_level_skip": True}
@@ -104,6 +105,30 @@ def _at(dataset: list[int], epoch: int, start: int) -> EpochSampler:
     sampler = EpochSampler(dataset, world_size=1, rank=0, seed=3)
     sampler.set_position(epoch, start)
     return sampler
+
+
+def test_temporal_gap_deforms_a_nearby_frames_mask(synthetic_davis: Path) -> None:
+    """With a gap of k the previous-mask source is the object's mask on a frame at most k away."""
+    sequences = open_source(f"{synthetic_davis}:train")
+    index = index_samples(sequences, progress=False)
+    size = tuple(sequences[0].size)
+    own = MaskTrackSamples(index, size, AugmentConfig.off(), seed=0)
+    gapped = MaskTrackSamples(index, size, AugmentConfig.off(), seed=0, temporal_gap=2)
+    moved = 0
+    for position in range(0, len(index), 3):
+        s, frame, object_id = (int(v) for v in index.rows[position])
+        sequence = sequences[s]
+        _, mask, source, _ = own[(0, position)]
+        assert torch.equal(mask, source)
+        image, mask, source, _ = gapped[(0, position)]
+        assert torch.equal(mask, torch.from_numpy(sequence.read_annotation(frame) == object_id).to(torch.uint8))
+        nearby = [torch.from_numpy(sequence.read_annotation(f) == object_id).to(torch.uint8)
+                  for f in sequence.annotated if abs(f - frame) <= 2]
+        assert any(torch.equal(source, candidate) for candidate in nearby)
+        moved += not torch.equal(source, mask)
+    assert moved > len(range(0, len(index), 3)) // 3
+    with pytest.raises(ValueError, match="temporal gap"):
+        MaskTrackSamples(index, size, None, seed=0, temporal_gap=2)
 
 
 def test_model_learns_to_beat_its_deformed_input(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ class TrainConfig:
     pretrained: str | None = None
     deform: DeformConfig = field(default_factory=DeformConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    temporal_gap: int = 0  # previous masks deformed from the object's mask up to this many frames away (0: its own)
     height: int = 240
     width: int | None = None
     batch_size: int = 8
@@ -88,8 +89,8 @@ class TrainConfig:
             "epochs must be >= 1 (or steps set)": self.epochs >= 1 or self.steps is not None,
             "steps must be >= 1 or null": self.steps is None or self.steps >= 1,
             "lr must be > 0": self.lr > 0,
-            "weight_decay, warmup_steps, poly_power and workers must be >= 0": min(
-                self.weight_decay, self.warmup_steps, self.poly_power, self.workers) >= 0,
+            "weight_decay, warmup_steps, poly_power, workers and temporal_gap must be >= 0": min(
+                self.weight_decay, self.warmup_steps, self.poly_power, self.workers, self.temporal_gap) >= 0,
             "checkpoint_every, val_every and log_every must be >= 0": min(
                 self.checkpoint_every, self.val_every, self.log_every) >= 0,
             "val_fraction must be in [0, 1)": 0 <= self.val_fraction < 1,

@@ -189,7 +189,7 @@ class _Trainer:
             raise InputError(f"{', '.join(config.data)}: no training samples (no object masks outside the held-out sequences)")
         size = (config.height, config.width)
         val_set = MaskTrackSamples(val_index, size, None, config.seed) if len(val_index) else None
-        return MaskTrackSamples(train_index, size, config.augment, config.seed), val_set
+        return MaskTrackSamples(train_index, size, config.augment, config.seed, config.temporal_gap), val_set
 
     def _model(self, load_pretrained: bool) -> tuple[nn.Module, MaskTrackNet]:
         """The network on the device, initialised from the seed, DDP-wrapped when distributed."""
@@ -265,10 +265,10 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, images
         for micro in range(config.accumulate):
-            images, masks, seeds = next(batches)
+            images, masks, sources, seeds = next(batches)
             images = images.to(self.device, non_blocking=True)
             masks = masks.to(self.device, non_blocking=True)
-            previous = previous_masks(masks, seeds, config.deform)
+            previous = previous_masks(sources.to(self.device, non_blocking=True), seeds, config.deform)
             last = micro == config.accumulate - 1
             sync = nullcontext() if last or self.ranks.world_size == 1 else self.model.no_sync()
             with sync:
@@ -305,7 +305,7 @@ class _Trainer:
         keys = [(0, index) for index in range(self.ranks.rank, len(val_set), self.ranks.world_size)]
         loader = DataLoader(val_set, batch_size=self.micro_batch, sampler=keys, num_workers=self.config.workers)
         sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss, iou, input iou, samples
-        for images, masks, seeds in loader:
+        for images, masks, _, seeds in loader:
             images, masks = images.to(self.device), masks.to(self.device)
             previous = previous_masks(masks, seeds, self.config.deform)
             with self._autocast():
