@@ -58,13 +58,20 @@ def parse_args() -> argparse.Namespace:
 
 
 def record_networks(args: argparse.Namespace, config: SegmentConfig) -> None:
-    """Write the fine-tuning settings into ``--networks``; stop if networks made with others are there."""
-    settings = yaml.safe_dump({"parent": str(args.parent.resolve()), "finetune": config.to_dict()["finetune"], "seed": config.seed})
+    """Write the fine-tuning settings into ``--networks``; stop if networks made with others are there.
+
+    Recorded settings are compared with their defaults filled in, so networks recorded before a
+    setting existed still match when it is at its default.
+    """
+    values = {"parent": str(args.parent.resolve()), "finetune": config.to_dict()["finetune"], "seed": config.seed}
     recorded = args.networks / FINETUNE_YAML
-    if recorded.is_file() and recorded.read_text() != settings:
-        sys.exit(f"davis2016_propagation: {recorded}: these networks were fine-tuned with other settings; use another --networks")
+    if recorded.is_file():
+        previous = yaml.safe_load(recorded.read_text())
+        filled = SegmentConfig.from_dict({"finetune": previous["finetune"], "seed": previous["seed"]}, source=str(recorded))
+        if {**previous, "finetune": filled.to_dict()["finetune"]} != values:
+            sys.exit(f"davis2016_propagation: {recorded}: these networks were fine-tuned with other settings; use another --networks")
     args.networks.mkdir(parents=True, exist_ok=True)
-    recorded.write_text(settings)
+    recorded.write_text(yaml.safe_dump(values))
 
 
 def fine_tuned(networks_dir: Path, parent: torch.nn.Module, config: SegmentConfig, sequence: Sequence,
