@@ -15,6 +15,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
+from masktrack.augment.transforms import AugmentConfig
 from masktrack.cli import build_parser, main
 from masktrack.cli.train import train_settings
 from masktrack.data.masks import write_mask
@@ -22,7 +23,6 @@ from masktrack.errors import InputError
 from masktrack.model import load_checkpoint
 from masktrack.train import STATE_FILE, TrainConfig, TrainingDiverged, train
 from masktrack.train import loop
-from masktrack.augment.transforms import AugmentConfig
 from masktrack.train.dataset import EpochSampler, MaskTrackSamples, index_samples, open_source
 
 DAVIS2016 = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis2016"
@@ -120,7 +120,7 @@ def test_temporal_gap_deforms_a_nearby_frames_mask(synthetic_davis: Path) -> Non
         sequence = sequences[s]
         _, mask, source, _ = own[(0, position)]
         assert torch.equal(mask, source)
-        image, mask, source, _ = gapped[(0, position)]
+        _, mask, source, _ = gapped[(0, position)]
         assert torch.equal(mask, torch.from_numpy(sequence.read_annotation(frame) == object_id).to(torch.uint8))
         nearby = [torch.from_numpy(sequence.read_annotation(f) == object_id).to(torch.uint8)
                   for f in sequence.annotated if abs(f - frame) <= 2]

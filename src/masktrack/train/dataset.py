@@ -198,17 +198,16 @@ class MaskTrackSamples(Dataset):
         image = image_tensor(rgb, labels.shape, "cpu")
         if self.augment is None:
             image, mask = resize_pair(image, mask[None], self.size)
-            mask = (mask[0] >= 0.5).to(torch.uint8)
-            return image[0], mask, mask, deform_seed
-        generator = torch.Generator().manual_seed(augment_seed)
-        if not self.temporal_gap:
-            image, mask = augment_batch(image, mask[None], self.size, self.augment, generator)
-            mask = (mask[0] >= 0.5).to(torch.uint8)
-            return image[0], mask, mask, deform_seed
-        source = self._source_mask(sequence, frame, object_id, labels.shape, np.random.default_rng(augment_seed))
-        # both masks in one label map (bit 0: the mask, bit 1: the source), resampled nearest, so they move together
-        image, both = augment_batch(image, (mask + 2 * source).to(torch.uint8)[None], self.size, self.augment, generator)
-        return image[0], both[0] & 1, both[0] >> 1, deform_seed
+        elif not self.temporal_gap:
+            image, mask = augment_batch(image, mask[None], self.size, self.augment, torch.Generator().manual_seed(augment_seed))
+        else:
+            source = self._source_mask(sequence, frame, object_id, labels.shape, np.random.default_rng(augment_seed))
+            # both masks in one label map (bit 0: the mask, bit 1: the source), resampled nearest, so they move together
+            generator = torch.Generator().manual_seed(augment_seed)
+            image, both = augment_batch(image, (mask + 2 * source).to(torch.uint8)[None], self.size, self.augment, generator)
+            return image[0], both[0] & 1, both[0] >> 1, deform_seed
+        mask = (mask[0] >= 0.5).to(torch.uint8)
+        return image[0], mask, mask, deform_seed
 
     def _source_mask(self, sequence: AnnotatedSequence, frame: int, object_id: int, shape: tuple[int, int],
                      rng: np.random.Generator) -> torch.Tensor:
