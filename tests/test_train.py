@@ -146,6 +146,17 @@ def test_model_learns_to_beat_its_deformed_input(tmp_path: Path) -> None:
     assert TrainConfig.from_dict(saved) == config
 
 
+def test_lovasz_weight_adds_the_hinge_to_the_training_loss(synthetic_davis: Path, tmp_path: Path) -> None:
+    """Same weights, same first batch: the logged loss grows by the Lovász hinge (> 0 for an untrained net)."""
+    first_losses = []
+    for weight in (0.0, 1.0):
+        train(tiny_config([f"{synthetic_davis}:train"], steps=1, lovasz_weight=weight), tmp_path / str(weight), progress=False)
+        first_losses.append(float(metric_rows(tmp_path / str(weight))[0]["loss"]))
+    assert first_losses[1] > first_losses[0] + 0.1, first_losses
+    with pytest.raises(InputError, match="lovasz_weight"):
+        TrainConfig.from_dict({"lovasz_weight": -1.0})
+
+
 def test_two_processes_train_the_same_model_as_one(synthetic_davis: Path, tmp_path: Path) -> None:
     """`torchrun --nproc-per-node 2` (gloo, 2 samples per process) = one process with the same total batch."""
     config = tiny_config([f"{synthetic_davis}:train", f"{synthetic_davis}:val"], steps=4, batch_norm="frozen",

@@ -64,6 +64,7 @@ class TrainConfig:
     warmup_steps: int = 100
     poly_power: float = 0.9
     class_balance: bool = False
+    lovasz_weight: float = 0.0  # loss: cross-entropy plus this times the Lovász hinge (an IoU surrogate)
     batch_norm: str = "auto"
     amp: bool | None = None
     device: str = "auto"
@@ -89,8 +90,9 @@ class TrainConfig:
             "epochs must be >= 1 (or steps set)": self.epochs >= 1 or self.steps is not None,
             "steps must be >= 1 or null": self.steps is None or self.steps >= 1,
             "lr must be > 0": self.lr > 0,
-            "weight_decay, warmup_steps, poly_power, workers and temporal_gap must be >= 0": min(
-                self.weight_decay, self.warmup_steps, self.poly_power, self.workers, self.temporal_gap) >= 0,
+            "weight_decay, warmup_steps, poly_power, lovasz_weight, workers and temporal_gap must be >= 0": min(
+                self.weight_decay, self.warmup_steps, self.poly_power, self.lovasz_weight, self.workers,
+                self.temporal_gap) >= 0,
             "checkpoint_every, val_every and log_every must be >= 0": min(
                 self.checkpoint_every, self.val_every, self.log_every) >= 0,
             "val_fraction must be in [0, 1)": 0 <= self.val_fraction < 1,

@@ -274,7 +274,7 @@ class _Trainer:
             with sync:
                 with self._autocast():
                     logits = self.model(images, previous)
-                loss = segmentation_loss(logits, masks, config.class_balance)
+                loss = segmentation_loss(logits, masks, config.class_balance, config.lovasz_weight)
                 (loss / config.accumulate).backward()
             total += torch.stack([loss.detach().double() * len(images), torch.tensor(len(images), device=self.device)])
         if self.ranks.world_size > 1:
@@ -312,7 +312,7 @@ class _Trainer:
                 logits = self.network(images, previous)
             truth = masks.bool()
             sums += torch.stack([
-                segmentation_loss(logits, masks, self.config.class_balance).double() * len(images),
+                segmentation_loss(logits, masks, self.config.class_balance, self.config.lovasz_weight).double() * len(images),
                 mask_iou(logits.argmax(1) == 1, truth).sum().double(),
                 mask_iou(previous[:, 0] >= 0.5, truth).sum().double(),
                 torch.tensor(len(images), dtype=torch.float64, device=self.device),
