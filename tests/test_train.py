@@ -157,6 +157,26 @@ def test_lovasz_weight_adds_the_hinge_to_the_training_loss(synthetic_davis: Path
         TrainConfig.from_dict({"lovasz_weight": -1.0})
 
 
+def test_init_starts_from_a_trained_checkpoint(synthetic_davis: Path, tmp_path: Path) -> None:
+    """``init`` loads a trained network (backbone batch norms then stay frozen); another network is refused."""
+    data = [f"{synthetic_davis}:train"]
+    parent = train(tiny_config(data, model={**TINY_MODEL, "head_channels": 8}), tmp_path / "parent", progress=False)
+    trained, _ = load_checkpoint(parent)
+    runs = {}
+    for name, init in (("init", str(parent)), ("fresh", None)):
+        final = train(tiny_config(data, model={**TINY_MODEL, "head_channels": 8}, steps=1, lr=1e-9, init=init),
+                      tmp_path / name, progress=False)
+        runs[name] = load_checkpoint(final)[0].state_dict()
+    backbone = [key for key in runs["init"] if key.startswith("backbone.")]
+    assert all(torch.allclose(runs["init"][key], trained.state_dict()[key], atol=1e-6) for key in backbone)
+    assert not all(torch.allclose(runs["fresh"][key], trained.state_dict()[key], atol=1e-6) for key in backbone)
+    assert TrainConfig.from_dict({"init": str(parent)}).freeze_batch_norm
+    with pytest.raises(InputError, match=r"parent.*head_channels 8 \(not 16\)"):
+        train(tiny_config(data, init=str(parent)), tmp_path / "mismatch", progress=False)
+    with pytest.raises(InputError, match="exclusive"):
+        TrainConfig.from_dict({"init": str(parent), "pretrained": "imagenet"})
+
+
 def test_two_processes_train_the_same_model_as_one(synthetic_davis: Path, tmp_path: Path) -> None:
     """`torchrun --nproc-per-node 2` (gloo, 2 samples per process) = one process with the same total batch."""
     config = tiny_config([f"{synthetic_davis}:train", f"{synthetic_davis}:val"], steps=4, batch_norm="frozen",

@@ -25,6 +25,10 @@ examples:
   masktrack train --config faithful.yaml --data data/davis2017 --out runs/faithful
   masktrack train --out runs/faithful --resume
 
+  # adapt the shipped model to your own images/ + masks/ (its network settings are benchmarks/davis2016.yaml's)
+  masktrack train --config benchmarks/davis2016.yaml --init src/masktrack/weights/default.safetensors \
+      --data data/my-objects --out runs/adapted --steps 500 --lr 0.001
+
   # 4 GPUs with DDP: the same total --batch-size trains the same model as one process
   torchrun --nproc-per-node 4 -m masktrack train --data data/davis2017 --out runs/ddp --device cuda --batch-size 32
 
@@ -49,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
     parser.add_argument("--backbone", help="mobilenet_v2 (default), resnet18/34/50/101 or efficientnet_lite0")
     parser.add_argument("--pretrained", metavar="PATH|imagenet", help="ImageNet backbone weights: a local file or 'imagenet'")
+    parser.add_argument("--init", metavar="PATH",
+                        help="start from this trained masktrack checkpoint (e.g. the shipped model) instead of --pretrained")
     parser.add_argument("--size", metavar="H|HxW", help="training size: a height (width keeps the data's aspect ratio) or HxW")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, metavar="N", help="passes over the training samples (default 10)")
@@ -83,7 +89,7 @@ def flag_settings(args: argparse.Namespace) -> dict[str, Any]:
         values.update(height=int(height), width=int(width) if width else None)
     if args.epochs is not None:
         values.update(epochs=args.epochs, steps=None)
-    plain = ("steps", "batch_size", "accumulate", "lr", "workers", "seed", "device", "pretrained")
+    plain = ("steps", "batch_size", "accumulate", "lr", "workers", "seed", "device", "pretrained", "init")
     values.update({key: getattr(args, key) for key in plain if getattr(args, key) is not None})
     return values
 

@@ -64,3 +64,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         summary = " ".join(str(error).split())[:300]
         raise InputError(f"{path}: weights do not match the stored model config ({summary})") from error
     return model.to(map_location).eval(), metadata
+
+
+def checkpoint_weights(path: str | Path, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The weights of the checkpoint at ``path``, which must hold a network built with ``config``.
+
+    Raises InputError (naming the file and the settings that differ) for any other network.
+    """
+    model, _ = load_checkpoint(path)
+    stored, wanted = model.config.to_dict(), config.to_dict()
+    differences = [f"{key} {stored[key]} (not {wanted[key]})" for key in wanted if stored[key] != wanted[key]]
+    if differences:
+        raise InputError(f"{path}: the checkpoint's network has {', '.join(differences)}; set model: to match it")
+    return model.state_dict()
+

@@ -36,7 +36,8 @@ class TrainConfig:
     rate: linear warmup over ``warmup_steps``, then poly decay ``(1 - step/total)^poly_power``.
     ``batch_norm``: ``frozen`` keeps the backbone's ImageNet statistics and affine parameters
     (DeepLab-v2 style), ``train`` updates them; ``auto`` freezes them when pretrained weights
-    are loaded. The head's batch norms always train. Training batch norms normalise over the
+    are loaded. ``init`` starts from a trained masktrack checkpoint instead (e.g. the shipped
+    model, to adapt it to new data), with a fresh optimizer and schedule. The head's batch norms always train. Training batch norms normalise over the
     micro-batches of all processes together (``batch_size / accumulate`` samples, on CPU/gloo
     too), so the world size does not change the model but ``accumulate`` does. ``amp`` None:
     bf16 autocast on CUDA devices that support it, off on CPU. Validation holds out whole
@@ -48,6 +49,7 @@ class TrainConfig:
     data: list[str] = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrained: str | None = None
+    init: str | None = None  # start from this trained masktrack checkpoint (its model config must be `model`)
     deform: DeformConfig = field(default_factory=DeformConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     temporal_gap: int = 0  # previous masks deformed from the object's mask up to this many frames away (0: its own)
@@ -97,6 +99,8 @@ class TrainConfig:
                 self.checkpoint_every, self.val_every, self.log_every) >= 0,
             "val_fraction must be in [0, 1)": 0 <= self.val_fraction < 1,
             "val_samples must be >= 1": self.val_samples >= 1,
+            "init and pretrained are exclusive (a trained checkpoint holds the whole network)": (
+                self.init is None or self.pretrained is None),
         }
         failed = [message for message, ok in checks.items() if not ok]
         if failed:
@@ -104,8 +108,9 @@ class TrainConfig:
 
     @property
     def freeze_batch_norm(self) -> bool:
-        """Whether the backbone's batch norms stay fixed (``auto``: when starting from pretrained weights)."""
-        return self.batch_norm == "frozen" or (self.batch_norm == "auto" and self.pretrained is not None)
+        """Whether the backbone's batch norms stay fixed (``auto``: when starting from pretrained or init weights)."""
+        return self.batch_norm == "frozen" or (
+            self.batch_norm == "auto" and (self.pretrained is not None or self.init is not None))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested values (tuples as lists), ready for YAML."""

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from masktrack.atomic import atomic_file
 from masktrack.errors import InputError
-from masktrack.model import MaskTrackNet, build_model, save_checkpoint
+from masktrack.model import MaskTrackNet, build_model, checkpoint_weights, save_checkpoint
 from masktrack.model.losses import segmentation_loss
 from masktrack.propagate.distributed import Ranks, close_ranks, init_ranks
 from masktrack.propagate.propagate import processing_size
@@ -195,6 +195,8 @@ class _Trainer:
         """The network on the device, initialised from the seed, DDP-wrapped when distributed."""
         torch.manual_seed(self.config.seed)
         network = build_model(self.config.model, self.config.pretrained if load_pretrained else None)
+        if load_pretrained and self.config.init is not None:
+            network.load_state_dict(checkpoint_weights(self.config.init, self.config.model))
         if self.ranks.world_size > 1:  # batch statistics over the global batch, as in one process
             network = convert_batch_norms(network)
         network = network.to(self.device)
