@@ -77,4 +77,3 @@ def checkpoint_weights(path: str | Path, config: ModelConfig) -> dict[str, torch
     if differences:
         raise InputError(f"{path}: the checkpoint's network has {', '.join(differences)}; set model: to match it")
     return model.state_dict()
-

@@ -37,9 +37,10 @@ class TrainConfig:
     ``batch_norm``: ``frozen`` keeps the backbone's ImageNet statistics and affine parameters
     (DeepLab-v2 style), ``train`` updates them; ``auto`` freezes them when pretrained weights
     are loaded. ``init`` starts from a trained masktrack checkpoint instead (e.g. the shipped
-    model, to adapt it to new data), with a fresh optimizer and schedule. The head's batch norms always train. Training batch norms normalise over the
-    micro-batches of all processes together (``batch_size / accumulate`` samples, on CPU/gloo
-    too), so the world size does not change the model but ``accumulate`` does. ``amp`` None:
+    model, to adapt it to new data), with a fresh optimizer and schedule. The head's batch
+    norms always train. Training batch norms normalise over the micro-batches of all processes
+    together (``batch_size / accumulate`` samples, on CPU/gloo too), so the world size does not
+    change the model but ``accumulate`` does. ``amp`` None:
     bf16 autocast on CUDA devices that support it, off on CPU. Validation holds out whole
     sequences: those named in ``val_sequences`` plus a seeded ``val_fraction`` of the rest, at
     most ``val_samples`` samples (evenly spaced) evaluated every epoch and every ``val_every``
