@@ -6,8 +6,8 @@ folder of palette PNGs per sequence. A pixel gets an object id where more than h
 give it that id, background elsewhere. The vote is written as palette PNGs to ``--out`` and scored
 against the official 480p masks, as the other DAVIS 2016 scripts do.
 
-The runs propagate independently (each from its own previous masks), so this measures an upper
-view of post-hoc ensembling, not a pipeline that fits the benchmark's 2-hour budget: each run is
+The runs propagate independently (each from its own previous masks), so this measures what post-hoc
+ensembling reaches, not a pipeline that fits the benchmark's 2-hour budget: each run is
 a parent of about 70 minutes plus half an hour of fine-tuning.
 
     .venv/bin/python benchmarks/davis2016_vote.py --out runs/vote-3 \\
