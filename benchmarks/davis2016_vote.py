@@ -36,8 +36,9 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if len(args.runs) < 3:
         parser.error("a majority vote needs at least 3 runs")
+    sequences = val_sequences(args.davis)
     for run in args.runs:
-        missing = [name for name in val_sequences(args.davis) if not (run / name).is_dir()]
+        missing = [name for name in sequences if not (run / name).is_dir()]
         if missing:
             parser.error(f"{run}: no predictions for {len(missing)} val sequence(s), e.g. {missing[0]}")
     return args
