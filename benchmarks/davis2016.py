@@ -13,7 +13,8 @@ Stages (each skipped when its output already exists, so an interrupted run conti
 3. upsampling to 854x480 as the shared data's README prescribes: a bilinear upsample of each
    object's probabilities, then the propagation's merge rule and threshold, into ``RUN/val-480p``;
 4. ``masktrack eval`` against ``Annotations/480p`` (first and last frames not scored), and a
-   Markdown table per sequence with the global J&F, settings and times (``--doc``).
+   Markdown table per sequence with the global J&F, settings and times (``--doc``); without
+   ``Annotations/480p`` the script stops after stage 3.
 
     .venv/bin/python benchmarks/davis2016.py                       # everything, about 1 h 45 min on 2 cores
     .venv/bin/python benchmarks/davis2016.py --parent runs/davis2016/parent/model.safetensors \\
@@ -200,7 +201,11 @@ def main() -> None:
     finetune, propagate = settings["finetune"], settings["propagate"]
     high = args.run / "val-480p"
     upsample_to_480p(low, high, sequences, propagate.get("threshold", 0.5))
-    result = evaluate_dataset(args.davis / "Annotations" / "480p", high, sequences=sequences)
+    truth = args.davis / "Annotations" / "480p"
+    if not truth.is_dir():  # e.g. a data pack on a GPU machine (benchmarks/device_pack.py): score elsewhere
+        print(f"davis2016: no {truth}; the 480p masks are in {high}: score them with `masktrack eval`")
+        return
+    result = evaluate_dataset(truth, high, sequences=sequences)
     write_results(result, args.run / "eval-480p")
     scores = {
         "global": result.global_metrics,

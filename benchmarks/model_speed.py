@@ -1,4 +1,4 @@
-"""MaskTrackNet inference throughput on CPU, one frame and one object at a time.
+"""MaskTrackNet inference throughput on CPU or CUDA, one frame and one object at a time.
 
 Times ``model(image, prev_mask)`` under ``torch.inference_mode`` at 240p (427x240) for each
 backbone x output stride x head combination and mode (plain eval, or
@@ -8,6 +8,7 @@ float32 size (MB) are those of the trainable model (the checkpoint size).
 
     .venv/bin/python benchmarks/model_speed.py
     .venv/bin/python benchmarks/model_speed.py --backbones mobilenet_v2 --heads 0 128 --skip both
+    python benchmarks/model_speed.py --device cuda --amp --size 854x480 --backbones mobilenet_v2 resnet50
 """
 
 from __future__ import annotations
@@ -38,22 +39,34 @@ def parse_args() -> argparse.Namespace:
                         help="eager: model.eval(); prepared: prepare_for_inference (batch norms folded)")
     parser.add_argument("--size", default="427x240", help="WIDTHxHEIGHT of the frames")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast")
     parser.add_argument("--runs", type=int, default=15, help="timed rounds (one forward pass per configuration each)")
     parser.add_argument("--warmup", type=int, default=3)
     return parser.parse_args()
 
 
-def prepare(config: ModelConfig, size: tuple[int, int], mode: str) -> tuple[Callable[[], object], int, float]:
-    """A zero-argument forward pass of a randomly initialised model on one random frame,
-    the model's parameter count and its state dict's size in MB."""
+def prepare(config: ModelConfig, size: tuple[int, int], mode: str, device: str, amp: bool
+            ) -> tuple[Callable[[], object], int, float]:
+    """A zero-argument forward pass of a randomly initialised model on one random frame (waiting
+    for the device to finish), the model's parameter count and its state dict's size in MB."""
     width, height = size
     model = build_model(config).eval()
     params = sum(p.numel() for p in model.parameters())
     megabytes = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
-    image, mask = torch.rand(1, 3, height, width), (torch.rand(1, 1, height, width) > 0.5).float()
+    image = torch.rand(1, 3, height, width, device=device)
+    mask = (torch.rand(1, 1, height, width, device=device) > 0.5).float()
     if mode == "prepared":
         model = prepare_for_inference(model)
-    return (lambda: model(image, mask)), params, megabytes
+    model = model.to(device)
+
+    def forward() -> None:
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+            model(image, mask)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    return forward, params, megabytes
 
 
 def main() -> None:
@@ -66,7 +79,7 @@ def main() -> None:
     ):
         for skip in SKIP_CHOICES[args.skip] if head else [False]:
             config = ModelConfig(backbone=backbone, output_stride=output_stride, head_channels=head, low_level_skip=skip)
-            cases[(backbone, output_stride, head, skip, mode)] = prepare(config, size, mode)
+            cases[(backbone, output_stride, head, skip, mode)] = prepare(config, size, mode, args.device, args.amp)
     seconds = {case: [] for case in cases}
     with torch.inference_mode():
         for round_index in range(args.warmup + args.runs):  # round-robin, so load from others hits all alike
@@ -75,8 +88,9 @@ def main() -> None:
                 forward()
                 if round_index >= args.warmup:
                     seconds[case].append(time.perf_counter() - start)
-    print(f"torch {torch.__version__}, {args.threads} threads, {platform.machine()}, {args.size}, batch 1, "
-          f"{args.runs} rounds\n")
+    device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"cpu, {args.threads} threads"
+    print(f"torch {torch.__version__}, {device}, {platform.machine()}, {args.size}, batch 1, "
+          f"amp {'bf16' if args.amp else 'off'}, {args.runs} rounds\n")
     print("| backbone | OS | head | skip | params (M) | MB | mode | median ms | best ms | fps (median) | fps (best) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for (backbone, output_stride, head, skip, mode), times in seconds.items():
