@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# DAVIS 2016 on a lent GPU machine, in one call of about 8 minutes (docs/accuracy.md, "On a GPU"):
+# DAVIS 2016 on a lent GPU machine, in one call of about 7 minutes on an H200 (docs/accuracy.md,
+# "A ResNet-50 parent on a lent GPU"; throughput: docs/training.md, "On a GPU"):
 # 1. restore the data pack made by benchmarks/device_pack.py as a DAVIS root with PNG frames;
 # 2. training and inference throughput at 480p (854x480) of the CPU parent's architecture, the
 #    ResNet-50 one and the faithful DeepLab-v2 ResNet-101 (benchmarks/train_speed.py, model_speed.py);
