@@ -70,6 +70,10 @@ def dequantise(packed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def pack(args: argparse.Namespace) -> None:
+    if shutil.which(args.ffmpeg) is None:
+        raise SystemExit(f"device_pack: no ffmpeg at {args.ffmpeg!r} (pip install imageio-ffmpeg gives one)")
+    if not args.resnet50.is_file():
+        raise SystemExit(f"device_pack: {args.resnet50}: no such file")
     out = args.out
     if out.exists():
         shutil.rmtree(out)
