@@ -30,31 +30,33 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, torchvision, cv2; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cv2', cv2.__version__)"
 
 parent=$work/parent/model.safetensors
-[[ $budget == *.safetensors ]] && parent=$budget
-if [[ $budget != *.safetensors ]]; then
-if [[ -z ${STEPS:-} ]]; then
-log "throughput at 480p"
-for case in "mobilenet_v2 16 128 on" "resnet50 8 128 on" "resnet101 8 0 off"; do
-    read -r backbone stride head skip <<<"$case"
-    python3 benchmarks/train_speed.py --device cuda --amp --size 480x854 --batch-size 8 --backbones "$backbone" \
-        --output-strides "$stride" --head "$head" --skip "$skip" --threads 16 --steps 10 --warmup 3
-    python3 benchmarks/model_speed.py --device cuda --amp --size 854x480 --backbones "$backbone" \
-        --output-strides "$stride" --heads "$head" --skip "$skip" --threads 16 --runs 30 --warmup 5
-done 2>&1 | tee "$out/throughput.md"
-
-log "ResNet-50 step time at 240p"
-step_s=$(python3 benchmarks/train_speed.py --device cuda --amp --size 240x427 --batch-size 8 --backbones resnet50 \
-    --output-strides 8 --head 128 --skip on --threads 16 --steps 10 --warmup 3 | tee -a "$out/throughput.md" \
-    | awk -F'|' '/^\| resnet50/ {print $5}')
-steps=$(python3 -c "print(max(500, min(20000, int(0.75 * $budget / $step_s) // 100 * 100)))")
+if [[ $budget == *.safetensors ]]; then
+    parent=$budget  # step 4 only
 else
-steps=$STEPS step_s="not"
-fi
-log "training $steps steps ($step_s s/step measured)"
-timeout $((budget * 2)) python3 -m masktrack train --config benchmarks/davis2016.yaml \
-    --config benchmarks/davis2016-gpu-resnet50.yaml --data "$data:train" --pretrained "$data/resnet50.safetensors" \
-    --out "$work/parent" --steps "$steps" --quiet
-cp "$work/parent/metrics.csv" "$work/parent/config.yaml" "$out/"
+    if [[ -z ${STEPS:-} ]]; then
+        log "throughput at 480p"
+        for case in "mobilenet_v2 16 128 on" "resnet50 8 128 on" "resnet101 8 0 off"; do
+            read -r backbone stride head skip <<<"$case"
+            python3 benchmarks/train_speed.py --device cuda --amp --size 480x854 --batch-size 8 --backbones "$backbone" \
+                --output-strides "$stride" --head "$head" --skip "$skip" --threads 16 --steps 10 --warmup 3
+            python3 benchmarks/model_speed.py --device cuda --amp --size 854x480 --backbones "$backbone" \
+                --output-strides "$stride" --heads "$head" --skip "$skip" --threads 16 --runs 30 --warmup 5
+        done 2>&1 | tee "$out/throughput.md"
+
+        log "ResNet-50 step time at 240p"
+        step_s=$(python3 benchmarks/train_speed.py --device cuda --amp --size 240x427 --batch-size 8 --backbones resnet50 \
+            --output-strides 8 --head 128 --skip on --threads 16 --steps 10 --warmup 3 | tee -a "$out/throughput.md" \
+            | awk -F'|' '/^\| resnet50/ {print $5}')
+        steps=$(python3 -c "print(max(500, min(20000, int(0.75 * $budget / $step_s) // 100 * 100)))")
+        log "training $steps steps ($step_s s/step measured)"
+    else
+        steps=$STEPS
+        log "training $steps steps"
+    fi
+    timeout $((budget * 2)) python3 -m masktrack train --config benchmarks/davis2016.yaml \
+        --config benchmarks/davis2016-gpu-resnet50.yaml --data "$data:train" --pretrained "$data/resnet50.safetensors" \
+        --out "$work/parent" --steps "$steps" --quiet
+    cp "$work/parent/metrics.csv" "$work/parent/config.yaml" "$out/"
 fi
 [ -f "$parent" ] || { log "no parent: $parent"; exit 1; }
 

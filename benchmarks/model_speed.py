@@ -24,6 +24,7 @@ import torch
 
 from masktrack.model import ModelConfig, build_model
 from masktrack.model.inference import prepare_for_inference
+from masktrack.propagate.run import device_name
 
 MODES = ("eager", "prepared")
 SKIP_CHOICES = {"off": [False], "on": [True], "both": [False, True]}
@@ -47,7 +48,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def prepare(config: ModelConfig, size: tuple[int, int], mode: str, device: str, amp: bool
-            ) -> tuple[Callable[[], object], int, float]:
+            ) -> tuple[Callable[[], None], int, float]:
     """A zero-argument forward pass of a randomly initialised model on one random frame (waiting
     for the device to finish), the model's parameter count and its state dict's size in MB."""
     width, height = size
@@ -88,8 +89,7 @@ def main() -> None:
                 forward()
                 if round_index >= args.warmup:
                     seconds[case].append(time.perf_counter() - start)
-    device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"cpu, {args.threads} threads"
-    print(f"torch {torch.__version__}, {device}, {platform.machine()}, {args.size}, batch 1, "
+    print(f"torch {torch.__version__}, {device_name(args.device)}, {platform.machine()}, {args.size}, batch 1, "
           f"amp {'bf16' if args.amp else 'off'}, {args.runs} rounds\n")
     print("| backbone | OS | head | skip | params (M) | MB | mode | median ms | best ms | fps (median) | fps (best) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
