@@ -298,7 +298,7 @@ def _deform_smooth(
     radius = config.dilation_radius(height) / factor
     apply(plan.applies("affine", "tps"), warp_step)
     if radius > 0:
-        apply(plan.applies("dilate"), lambda soft, _: _dilate_disk(soft, radius))
+        apply(plan.applies("dilate"), lambda soft, _: dilate_disk(soft, radius))
     apply(plan.applies("coarsen"), lambda soft, chosen: _coarsen(soft, coarsen_radius[chosen], plan.coarsen_threshold[chosen]))
     apply(plan.applies("drop"), lambda soft, chosen: _drop_disc(soft, drop_centre[chosen], drop_radius[chosen]))
     return work
@@ -461,7 +461,7 @@ def _tps_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return squared * squared.clamp(min=1e-12).log()
 
 
-def _dilate_disk(masks: torch.Tensor, radius: float) -> torch.Tensor:
+def dilate_disk(masks: torch.Tensor, radius: float) -> torch.Tensor:
     """Dilate soft ``(N, h, w)`` masks by a disk of ``radius`` pixels, approximated by an octagon.
 
     The octagon is a square of half-size ``a`` grown by 3x3 cross steps up to the whole radius;

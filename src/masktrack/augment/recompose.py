@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from masktrack.augment.boxes import bounding_boxes
 from masktrack.augment.draws import uniform
-from masktrack.augment.transforms import _affine
+from masktrack.augment.transforms import affine_matrices
 
 
 @dataclass
@@ -85,9 +85,9 @@ def recompose(
     # output pixel -> input pixel: in = R^T (out - target) / scale + centre, as 3x3 matrices acting on (x, y, 1)
     cos, sin = torch.cos(angle), torch.sin(angle)
     linear = torch.stack([torch.stack([cos, sin], dim=1), torch.stack([-sin, cos], dim=1)], dim=1) / scale[:, None, None]
-    inverse = _affine(linear, centre - (linear @ target[:, :, None])[:, :, 0])
-    to_normalised = _affine(torch.diag(2 / size)[None], torch.full((1, 2), -1.0, device=images.device))
-    from_normalised = _affine(torch.diag(size / 2)[None], (size / 2)[None])
+    inverse = affine_matrices(linear, centre - (linear @ target[:, :, None])[:, :, 0])
+    to_normalised = affine_matrices(torch.diag(2 / size)[None], torch.full((1, 2), -1.0, device=images.device))
+    from_normalised = affine_matrices(torch.diag(size / 2)[None], (size / 2)[None])
     theta = (to_normalised @ inverse @ from_normalised)[chosen, :2]
     grid = F.affine_grid(theta, [len(theta), 1, height, width], align_corners=False)
     moved = F.grid_sample(images[chosen], grid, mode="bilinear", padding_mode="zeros", align_corners=False)

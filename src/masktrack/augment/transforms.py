@@ -160,16 +160,16 @@ def _output_to_input(masks: torch.Tensor, in_size: tuple[int, int], out_size: tu
     offset = low + draws[:, 3:5] * (high - low)
 
     # input pixel = flip((R^-1 (out + offset - c) + c) / k), as 3x3 matrices acting on (x, y, 1)
-    inverse = _affine(rotation.transpose(1, 2), (rotation.transpose(1, 2) @ (offset - centre)[:, :, None])[:, :, 0] + centre)
-    inverse = _affine(torch.eye(2, device=device).expand(count, 2, 2) / k[:, None, None], torch.zeros(count, 2, device=device)) @ inverse
-    mirror = _affine(torch.diag(torch.tensor([-1.0, 1.0], device=device)).expand(count, 2, 2), torch.tensor([float(width), 0.0], device=device).expand(count, 2))
+    inverse = affine_matrices(rotation.transpose(1, 2), (rotation.transpose(1, 2) @ (offset - centre)[:, :, None])[:, :, 0] + centre)
+    inverse = affine_matrices(torch.eye(2, device=device).expand(count, 2, 2) / k[:, None, None], torch.zeros(count, 2, device=device)) @ inverse
+    mirror = affine_matrices(torch.diag(torch.tensor([-1.0, 1.0], device=device)).expand(count, 2, 2), torch.tensor([float(width), 0.0], device=device).expand(count, 2))
     inverse = torch.where(flip[:, None, None], mirror @ inverse, inverse)
-    to_normalised = _affine(torch.diag(torch.tensor([2 / width, 2 / height], device=device))[None], torch.full((1, 2), -1.0, device=device))
-    from_normalised = _affine(torch.diag(torch.tensor([out_w / 2, out_h / 2], device=device))[None], torch.tensor([[out_w / 2, out_h / 2]], device=device))
+    to_normalised = affine_matrices(torch.diag(torch.tensor([2 / width, 2 / height], device=device))[None], torch.full((1, 2), -1.0, device=device))
+    from_normalised = affine_matrices(torch.diag(torch.tensor([out_w / 2, out_h / 2], device=device))[None], torch.tensor([[out_w / 2, out_h / 2]], device=device))
     return (to_normalised @ inverse @ from_normalised)[:, :2]
 
 
-def _affine(linear: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+def affine_matrices(linear: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
     """Batched 3x3 matrices from linear parts ``(B, 2, 2)`` and translations ``(B, 2)``."""
     top = torch.cat([linear, translation[:, :, None]], dim=2)
     bottom = torch.tensor([0.0, 0.0, 1.0], device=linear.device).expand(len(top), 1, 3)

@@ -96,7 +96,8 @@ def flag_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def train_settings(args: argparse.Namespace) -> TrainConfig:
     """The run's settings: the saved ones when resuming, then each --config file in order, then the flags."""
-    from masktrack.train import CONFIG_FILE, TrainConfig, load_yaml, merge
+    from masktrack.settings import load_yaml, merge
+    from masktrack.train import CONFIG_FILE, TrainConfig
 
     values: dict[str, Any] = {}
     saved = args.out / CONFIG_FILE

@@ -20,6 +20,7 @@ from masktrack.online.finetune import FinetuneConfig, finetune
 from masktrack.propagate.crf import CRFConfig
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter
 from masktrack.propagate.propagate import PropagateConfig, propagate
+from masktrack.settings import as_mapping, build, check_keys, plain
 
 DEFAULT_FPS = 24.0
 
@@ -44,18 +45,16 @@ class SegmentConfig:
 
         A ``run:`` section (what a run folder's ``config.yaml`` records about the run) is ignored.
         """
-        from masktrack.train.config import _build, _check_keys, _mapping  # not at import: train imports this package
-
         values = {key: value for key, value in values.items() if key != "run"}
-        _check_keys(values, cls, source)
+        check_keys(values, cls, source)
         try:
             sections = {}
             for name, (kind, nested) in SECTIONS.items():
-                section = dict(_mapping(values.get(name) or {}, f"{source}: {name}"))
+                section = dict(as_mapping(values.get(name) or {}, f"{source}: {name}"))
                 for key, nested_kind in nested.items():
                     if section.get(key) is not None:
-                        section[key] = _build(nested_kind, _mapping(section[key], f"{source}: {name}.{key}"), f"{source}: {name}.{key}")
-                sections[name] = _build(kind, section, f"{source}: {name}")
+                        section[key] = build(nested_kind, as_mapping(section[key], f"{source}: {name}.{key}"), f"{source}: {name}.{key}")
+                sections[name] = build(kind, section, f"{source}: {name}")
             return cls(
                 **sections,
                 seed=int(values.get("seed", 0)),
@@ -65,9 +64,7 @@ class SegmentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested values (tuples as lists), ready for YAML."""
-        from masktrack.train.config import _plain
-
-        return _plain(asdict(self))
+        return plain(asdict(self))
 
 
 def segment_sequence(

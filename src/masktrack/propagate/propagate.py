@@ -42,8 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from masktrack.augment.deform import REFERENCE_HEIGHT, DeformConfig
-from masktrack.augment.deform import _dilate_disk as dilate_disk
+from masktrack.augment.deform import REFERENCE_HEIGHT, DeformConfig, dilate_disk
 from masktrack.propagate.crf import CRFConfig, refine
 from masktrack.propagate.flow import StreamFlow, gray_frame, warp_masks
 from masktrack.propagate.zoom import crop_views, object_view, paste_views

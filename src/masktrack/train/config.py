@@ -19,6 +19,7 @@ from masktrack.augment.deform import DeformConfig
 from masktrack.augment.transforms import AugmentConfig
 from masktrack.errors import InputError
 from masktrack.model import ModelConfig
+from masktrack.settings import as_mapping, build, check_keys, plain
 
 OPTIMIZERS = ("sgd", "adamw")
 BATCH_NORM_MODES = ("auto", "frozen", "train")
@@ -54,6 +55,7 @@ class TrainConfig:
     deform: DeformConfig = field(default_factory=DeformConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     temporal_gap: int = 0  # previous masks deformed from the object's mask up to this many frames away (0: its own)
+    distractor_prob: float = 0.0  # paste another sequence's object into this fraction of the samples (label: the target only)
     height: int = 240
     width: int | None = None
     batch_size: int = 8
@@ -99,6 +101,7 @@ class TrainConfig:
             "checkpoint_every, val_every and log_every must be >= 0": min(
                 self.checkpoint_every, self.val_every, self.log_every) >= 0,
             "val_fraction must be in [0, 1)": 0 <= self.val_fraction < 1,
+            "distractor_prob must be in [0, 1]": 0 <= self.distractor_prob <= 1,
             "val_samples must be >= 1": self.val_samples >= 1,
             "init and pretrained are exclusive (a trained checkpoint holds the whole network)": (
                 self.init is None or self.pretrained is None),
@@ -117,81 +120,27 @@ class TrainConfig:
         """Plain nested values (tuples as lists), ready for YAML."""
         values = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
         values["model"] = self.model.to_dict()
-        values["deform"] = _plain(dataclasses.asdict(self.deform))
-        values["augment"] = _plain(dataclasses.asdict(self.augment))
-        return _plain(values)
+        values["deform"] = plain(dataclasses.asdict(self.deform))
+        values["augment"] = plain(dataclasses.asdict(self.augment))
+        return plain(values)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from nested plain values; unknown keys and bad values raise InputError naming ``source``."""
-        values = dict(_mapping(values, source))
-        _check_keys(values, cls, source)
+        values = dict(as_mapping(values, source))
+        check_keys(values, cls, source)
         try:
             if "model" in values:
-                values["model"] = ModelConfig.from_dict(dict(_mapping(values["model"], f"{source}: model")))
+                values["model"] = ModelConfig.from_dict(dict(as_mapping(values["model"], f"{source}: model")))
             for key, kind in (("deform", DeformConfig), ("augment", AugmentConfig)):
                 if key in values:
-                    values[key] = _build(kind, _mapping(values[key], f"{source}: {key}"), f"{source}: {key}")
+                    values[key] = build(kind, as_mapping(values[key], f"{source}: {key}"), f"{source}: {key}")
             return cls(**values)
         except (TypeError, ValueError) as error:
             raise InputError(f"{source}: {error}") from None
-
-
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``override``, recursing into nested mappings (neither is changed)."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML settings file (InputError when missing or not a mapping)."""
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
-    return dict(_mapping(values or {}, str(path)))
 
 
 def save_yaml(config: TrainConfig, path: str | Path) -> None:
     """Write ``config`` as YAML to ``path`` atomically."""
     with atomic_file(path) as temporary:
         temporary.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-
-def _build(kind: type, values: dict[str, Any], source: str) -> Any:
-    """``kind(**values)`` after checking the keys; lists become tuples where the default is a tuple."""
-    _check_keys(values, kind, source)
-    defaults = kind()
-    converted = {
-        key: tuple(value) if isinstance(value, list) and isinstance(getattr(defaults, key), tuple) else value
-        for key, value in values.items()
-    }
-    return kind(**converted)
-
-
-def _mapping(values: Any, source: str) -> dict[str, Any]:
-    if not isinstance(values, dict):
-        raise InputError(f"{source}: expected a mapping, got {type(values).__name__}")
-    return values
-
-
-def _check_keys(values: dict[str, Any], kind: type, source: str) -> None:
-    unknown = set(values) - {item.name for item in dataclasses.fields(kind)}
-    if unknown:
-        raise InputError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
