@@ -131,30 +131,6 @@ def test_temporal_gap_deforms_a_nearby_frames_mask(synthetic_davis: Path) -> Non
         MaskTrackSamples(index, size, None, seed=0, temporal_gap=2)
 
 
-def test_distractors_change_the_image_and_hide_at_most_half_the_target(synthetic_davis: Path) -> None:
-    """A pasted distractor adds pixels of another sequence; the label keeps the target's visible part."""
-    sequences = open_source(f"{synthetic_davis}:train")
-    index = index_samples(sequences, progress=False)
-    size = tuple(sequences[0].size)
-    plain = MaskTrackSamples(index, size, AugmentConfig(), seed=0)
-    pasted = MaskTrackSamples(index, size, AugmentConfig(), seed=0, distractor_prob=1.0)
-    changed = occluded = 0
-    for position in range(0, len(index), 2):
-        image, mask, source, seed = plain[(1, position)]
-        pasted_image, pasted_mask, pasted_source, pasted_seed = pasted[(1, position)]
-        assert torch.equal(source, pasted_source) and seed == pasted_seed
-        assert torch.equal(pasted_mask & mask, pasted_mask)  # the label only loses pixels
-        assert 2 * pasted_mask.sum() >= mask.sum()
-        changed += not torch.equal(image, pasted_image)
-        occluded += not torch.equal(mask, pasted_mask)
-        assert torch.equal(image[:, pasted_mask.bool()], pasted_image[:, pasted_mask.bool()])
-    assert changed > len(range(0, len(index), 2)) // 2 and occluded > 0
-    again = MaskTrackSamples(index, size, AugmentConfig(), seed=0, distractor_prob=1.0)
-    assert all(torch.equal(a, b) for a, b in zip(pasted[(1, 4)][:3], again[(1, 4)][:3]))
-    with pytest.raises(ValueError, match="distractors"):
-        MaskTrackSamples(index, size, None, seed=0, distractor_prob=0.5)
-
-
 def test_model_learns_to_beat_its_deformed_input(tmp_path: Path) -> None:
     """Held-out validation IoU of the predictions ends above that of the deformed input masks."""
     data = shapes_folder(tmp_path / "shapes")

@@ -174,40 +174,27 @@ class MaskTrackSamples(Dataset):
     With an ``augment`` config the frame and masks are jointly augmented to ``size``; without
     one (validation) they are resized and the seeds ignore the epoch. ``temporal_gap`` (with
     ``augment`` only): the source is the object's mask on an annotated frame at most this many
-    frames away (0: its own mask). ``distractor_prob`` (with ``augment`` only): that fraction of
-    the samples get another sequence's augmented object pasted at a random shift, in front of the
-    target (which it then occludes, so the label loses those pixels but the source keeps them)
-    unless that would hide more than half of it, then behind; the label is the target alone.
+    frames away (0: its own mask).
     """
 
     def __init__(self, index: SampleIndex, size: tuple[int, int], augment: AugmentConfig | None, seed: int,
-                 temporal_gap: int = 0, distractor_prob: float = 0.0) -> None:
-        if (temporal_gap or distractor_prob) and augment is None:
-            raise ValueError("temporal gaps and distractors need augmentation (validation samples deform their own mask)")
-        self.index, self.size, self.augment, self.seed = index, size, augment, seed
-        self.temporal_gap, self.distractor_prob = temporal_gap, distractor_prob
+                 temporal_gap: int = 0) -> None:
+        if temporal_gap and augment is None:
+            raise ValueError("a temporal gap needs augmentation (validation samples deform their own mask)")
+        self.index, self.size, self.augment, self.seed, self.temporal_gap = index, size, augment, seed, temporal_gap
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         epoch, position = key
-        augment_seed, deform_seed = sample_seeds(self.seed, position, None if self.augment is None else epoch)
-        image, mask, source = self._sample(position, augment_seed)
-        if self.distractor_prob:
-            rng = np.random.default_rng([augment_seed, 1])
-            if rng.random() < self.distractor_prob and (other := self._other_sequence_sample(position, rng)) is not None:
-                image, mask = self._paste_distractor(image, mask, *self._sample(other, int(rng.integers(2**62)))[:2], rng)
-        return image, mask, source, deform_seed
-
-    def _sample(self, position: int, augment_seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Image, mask and previous-mask source of one sample, augmented with ``augment_seed``."""
         s, frame, object_id = (int(v) for v in self.index.rows[position])
         sequence = self.index.sequences[s]
         rgb, labels = sequence.read_frame(frame), sequence.read_annotation(frame)
         if rgb.shape[:2] != labels.shape:
             raise InputError(f"{sequence.name}: frame {frame} is {rgb.shape[:2]} but its mask is {labels.shape}")
         mask = torch.from_numpy(labels == object_id).float()
+        augment_seed, deform_seed = sample_seeds(self.seed, position, None if self.augment is None else epoch)
         image = image_tensor(rgb, labels.shape, "cpu")
         if self.augment is None:
             image, mask = resize_pair(image, mask[None], self.size)
@@ -218,30 +205,9 @@ class MaskTrackSamples(Dataset):
             # both masks in one label map (bit 0: the mask, bit 1: the source), resampled nearest, so they move together
             generator = torch.Generator().manual_seed(augment_seed)
             image, both = augment_batch(image, (mask + 2 * source).to(torch.uint8)[None], self.size, self.augment, generator)
-            return image[0], both[0] & 1, both[0] >> 1
+            return image[0], both[0] & 1, both[0] >> 1, deform_seed
         mask = (mask[0] >= 0.5).to(torch.uint8)
-        return image[0], mask, mask
-
-    def _other_sequence_sample(self, position: int, rng: np.random.Generator, tries: int = 8) -> int | None:
-        """A random sample of another sequence than ``position``'s (None if a few draws find none)."""
-        rows = self.index.rows
-        for other in rng.integers(len(rows), size=tries).tolist():
-            if rows[other, 0] != rows[position, 0]:
-                return other
-        return None
-
-    @staticmethod
-    def _paste_distractor(image: torch.Tensor, mask: torch.Tensor, other_image: torch.Tensor, other_mask: torch.Tensor,
-                          rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``image`` with ``other_image``'s object pasted at a random shift, and the target's visible mask."""
-        height, width = mask.shape
-        dy, dx = int(rng.integers(-height // 2, height // 2 + 1)), int(rng.integers(-width // 2, width // 2 + 1))
-        pasted, shifted_image = shift(other_mask, dy, dx), shift(other_image, dy, dx)
-        target = mask.bool()
-        front = pasted.bool()
-        if (front & target).sum() * 2 > target.sum():
-            front &= ~target
-        return torch.where(front, shifted_image, image), (target & ~front).to(torch.uint8)
+        return image[0], mask, mask, deform_seed
 
     def _source_mask(self, sequence: AnnotatedSequence, frame: int, object_id: int, shape: tuple[int, int],
                      rng: np.random.Generator) -> torch.Tensor:
@@ -252,15 +218,6 @@ class MaskTrackSamples(Dataset):
         if labels.shape != shape:
             raise InputError(f"{sequence.name}: the mask of frame {other} is {labels.shape}, that of frame {frame} {shape}")
         return torch.from_numpy(labels == object_id).float()
-
-
-def shift(tensor: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """``tensor`` moved by ``(dy, dx)`` pixels over its last two dimensions, zeros where nothing moved in."""
-    height, width = tensor.shape[-2:]
-    moved = torch.zeros_like(tensor)
-    moved[..., max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = \
-        tensor[..., max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
-    return moved
 
 
 class EpochSampler(DistributedSampler):

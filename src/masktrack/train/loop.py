@@ -189,8 +189,7 @@ class _Trainer:
             raise InputError(f"{', '.join(config.data)}: no training samples (no object masks outside the held-out sequences)")
         size = (config.height, config.width)
         val_set = MaskTrackSamples(val_index, size, None, config.seed) if len(val_index) else None
-        return MaskTrackSamples(train_index, size, config.augment, config.seed, config.temporal_gap,
-                                config.distractor_prob), val_set
+        return MaskTrackSamples(train_index, size, config.augment, config.seed, config.temporal_gap), val_set
 
     def _model(self, load_pretrained: bool) -> tuple[nn.Module, MaskTrackNet]:
         """The network on the device, initialised from the seed, DDP-wrapped when distributed."""
