@@ -22,6 +22,7 @@ from masktrack.model.checkpoint import load_checkpoint
 from masktrack.propagate.distributed import Ranks, shared_output_dir
 from masktrack.propagate.outputs import SequenceTiming, write_submission_zip, write_timings
 from masktrack.propagate.pipeline import SegmentConfig, segment_sequence
+from masktrack.settings import load_yaml
 
 if TYPE_CHECKING:
     from masktrack.evaluate import EvaluationResult
@@ -34,12 +35,7 @@ CONFIG_YAML = "config.yaml"
 def segment_config(path: Path | None, steps: int | None, mode: str | None, size: int | None, flip: bool = False,
                    flow: bool = False) -> SegmentConfig:
     """Settings from a YAML file (or the defaults), then the command-line overrides."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise InputError(f"{path}: cannot read settings ({error})") from None
+    values = load_yaml(path) if path is not None else {}
     config = SegmentConfig.from_dict(values, source=str(path or "settings"))
     if steps is not None:
         if steps < 0:
