@@ -473,6 +473,18 @@ def test_cli_bad_video_and_missing_weights_exit_2(tmp_path: Path, weights: Path,
     assert "--weights" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text, problem", [("[1, 2]", "expected a mapping, got list"), ("a: [", "not valid YAML"),
+                                           ("propagate: {speed: 3}", "unknown setting(s) speed")])
+def test_cli_bad_settings_file_exits_2_with_one_line_naming_it(text: str, problem: str, tmp_path: Path, weights: Path,
+                                                               clip: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(text)
+    assert segment(clip[0], "--mask", clip[1], "--weights", weights, "--config", settings, "--out", tmp_path / "run") == 2
+    error = capsys.readouterr().err.strip()
+    assert "settings.yaml" in error and problem in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_segments_a_video_with_the_shipped_model_when_no_weights_are_given(tmp_path: Path) -> None:
     """Issue 6: `masktrack segment video.mp4 --mask first.png --out out/` works out of the box."""
     shipped = run.shipped_model()
