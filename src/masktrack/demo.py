@@ -10,7 +10,7 @@ run folder of its val split, with ``eval/`` and ``report/``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from masktrack.atomic import atomic_output_dir
@@ -18,6 +18,7 @@ from masktrack.data.sources import open_davis
 from masktrack.data.synth import generate_dataset
 from masktrack.propagate.pipeline import SegmentConfig
 from masktrack.propagate.run import inherit_offline_settings, load_parent, segment_run
+from masktrack.settings import plain
 from masktrack.train import TrainConfig, train
 
 # A MobileNetV2 with a light head at output stride 16: learns the synthetic objects in minutes on a CPU.
@@ -98,7 +99,7 @@ def run_demo(
         config = segment_settings(settings)
         inherit_offline_settings(config, metadata)
         record = {"demo": True, "parent": "trained" if parent is None else "given", "weights": str(weights),
-                  "settings": _plain(settings)}
+                  "settings": plain(asdict(settings))}
         evaluation = segment_run(network, open_davis(data, split="val"), config, folder / "run", "cpu", record,
                                  images_root=data, progress=progress)
     if evaluation is None:
@@ -106,6 +107,3 @@ def run_demo(
     run_dir = Path(out) / "run"
     return DemoResult(run_dir, run_dir / "report" / "index.html", evaluation.global_metrics, time.perf_counter() - start)
 
-
-def _plain(settings: DemoSettings) -> dict[str, object]:
-    return {name: list(value) if isinstance(value, tuple) else value for name, value in vars(settings).items()}
