@@ -18,7 +18,7 @@ from torch import nn
 from torchvision import models
 
 from masktrack.errors import InputError
-from masktrack.model import MaskTrackNet, ModelConfig, at_output_stride, build_model, load_checkpoint, save_checkpoint
+from masktrack.model import MaskTrackNet, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from masktrack.model import pretrained
 from masktrack.model.backbones import BACKBONES, build_backbone, dilate_blocks
 from masktrack.model.heads import DeepLabV2Head, LightASPPHead
@@ -104,23 +104,6 @@ def test_output_stride_16_halves_the_aspp_rates() -> None:
     assert ModelConfig(output_stride=16).scaled_rates == (3, 6, 9, 12)
     head = build_model(ModelConfig(backbone="resnet18", output_stride=16, head_channels=0)).head
     assert [branch.dilation for branch in head.branches] == [(r, r) for r in (3, 6, 9, 12)]
-
-
-def test_a_stride_16_network_runs_at_stride_8_with_the_same_weights() -> None:
-    model = build_model(ModelConfig(backbone="mobilenet_v2", output_stride=16, low_level_skip=True)).eval()
-    randomise_batch_norms(model)
-    rebuilt = at_output_stride(model, 8)
-    assert at_output_stride(model, 16) is model
-    assert rebuilt.config.output_stride == 8 and not rebuilt.training
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values()))
-    assert [branch[0].dilation for branch in rebuilt.head.branches] == [(r, r) for r in (6, 12, 18, 24)]
-    image, mask = inputs(64, 64)
-    with torch.inference_mode():
-        x = torch.cat([image, mask], dim=1)
-        assert model.backbone(x)[1].shape[-2:] == (4, 4) and rebuilt.backbone(x)[1].shape[-2:] == (8, 8)
-        assert rebuilt(image, mask).shape == model(image, mask).shape == (2, 2, 64, 64)
-    with pytest.raises(ValueError, match="prepared for inference"):
-        at_output_stride(prepare_for_inference(model), 8)
 
 
 @pytest.mark.parametrize("output_stride", [8, 16])

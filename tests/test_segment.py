@@ -32,7 +32,7 @@ from masktrack.propagate.flow import warp_masks
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter, write_submission_zip, write_timings
 from masktrack.propagate.crf import CRFConfig, refine
 from masktrack.propagate.pipeline import SegmentConfig
-from masktrack.propagate.propagate import PropagateConfig, at_stride, merge_probabilities, predict, propagate
+from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, predict, propagate
 from masktrack.propagate.zoom import crop_views, object_view
 
 
@@ -500,23 +500,6 @@ def test_cli_segments_a_video_with_the_shipped_model_when_no_weights_are_given(t
     assert sorted(path.name for path in (out / "video").glob("*.png")) == [f"{t:05d}.png" for t in range(8)]
     assert (tmp_path / "out.mp4").stat().st_size > 0 and (out / "report" / "index.html").is_file()
     assert yaml.safe_load((out / "config.yaml").read_text())["run"]["weights"] is None
-
-
-def test_output_stride_rebuilds_each_network_once_and_shared_networks_stay_shared() -> None:
-    shared, own = (build_model(ModelConfig(output_stride=16, head_channels=16, low_level_skip=True)) for _ in range(2))
-    models = {1: shared, 2: shared, 3: own}
-    assert at_stride(models, None) == models and at_stride(models, 16) == models
-    rebuilt = at_stride(models, 8)
-    assert rebuilt[1] is rebuilt[2] and rebuilt[1] is not rebuilt[3]
-    assert all(model.config.output_stride == 8 and not model.training for model in rebuilt.values())
-    labels = np.zeros((32, 48), np.uint8)
-    labels[4:12, 4:12], labels[20:28, 30:40] = 1, 2
-    results = list(propagate([square_frame((32, 48), (4, 4), 8)] * 3, {1: shared, 2: own}, {0: labels},
-                             PropagateConfig(output_stride=8)))
-    assert [result.labels.shape for result in results] == [(32, 48)] * 3
-    assert shared.config.output_stride == 16  # the caller's networks are left as they were
-    with pytest.raises(ValueError, match="output_stride"):
-        PropagateConfig(output_stride=4)
 
 
 DAVIS2016 = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis2016"

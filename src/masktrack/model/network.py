@@ -7,7 +7,7 @@ that for CPU speed (see docs/models.md).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -137,19 +137,3 @@ def build_model(config: ModelConfig, pretrained: str | None = None) -> MaskTrack
     weights cannot be had or do not match the backbone.
     """
     return MaskTrackNet(config, pretrained)
-
-
-def at_output_stride(model: MaskTrackNet, output_stride: int) -> MaskTrackNet:
-    """``model``'s weights in a network that runs at ``output_stride`` (8 or 16), in eval mode.
-
-    Only dilations and ASPP rates change, none of the weights: DeepLab-v3's evaluation trick,
-    a network trained at output stride 16 run at 8 sees the same receptive fields at twice the
-    feature resolution. Returns ``model`` itself when it already runs at that stride.
-    """
-    if model.config.output_stride == output_stride:
-        return model
-    if model.inference_only:
-        raise ValueError("cannot change the output stride of a model prepared for inference; change the original")
-    rebuilt = MaskTrackNet(replace(model.config, output_stride=output_stride))
-    rebuilt.load_state_dict(model.state_dict())
-    return rebuilt.to(next(model.parameters()).device).eval()

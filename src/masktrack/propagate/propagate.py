@@ -22,9 +22,6 @@ With ``object_zoom``, each small object is segmented in its own zoomed view of t
 on its previous mask (``masktrack.propagate.zoom``): the network sees it at a size where output
 stride 16 still resolves it, at the same cost per object.
 
-With ``output_stride`` 8, networks trained at output stride 16 run at 8 (their dilations doubled,
-the weights unchanged: ``masktrack.model.at_output_stride``), at about 3.5x the compute.
-
 With ``crf``, each frame's probabilities are refined at the network's input size by a local dense
 CRF (``masktrack.propagate.crf``), MaskTrack's post-processing, before they are resized and merged.
 
@@ -46,7 +43,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from masktrack.augment.deform import REFERENCE_HEIGHT, DeformConfig, dilate_disk
-from masktrack.model import at_output_stride
 from masktrack.propagate.crf import CRFConfig, refine
 from masktrack.propagate.flow import StreamFlow, gray_frame, warp_masks
 from masktrack.propagate.zoom import crop_views, object_view, paste_views
@@ -70,15 +66,12 @@ class PropagateConfig:
     max_zoom: float = 3.0  # ... by at most this factor
     threshold: float = BACKGROUND_THRESHOLD  # a pixel is an object's where its probability exceeds this (merge rule above)
     crf: CRFConfig | None = None  # refine each frame's probabilities with a local dense CRF (masktrack.propagate.crf)
-    output_stride: int | None = None  # run the networks at this output stride (8 or 16); None: the one they were trained at
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.object_zoom <= 1.0 or self.max_zoom < 1.0:
             raise ValueError(f"object_zoom must be in [0, 1] and max_zoom >= 1, got {self.object_zoom}, {self.max_zoom}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
-        if self.output_stride not in (None, 8, 16):
-            raise ValueError(f"output_stride must be 8, 16 or null, got {self.output_stride}")
 
 
 @dataclass
@@ -195,14 +188,6 @@ def warp_previous(previous: Mapping[int, torch.Tensor], flow: np.ndarray, hard: 
     return dict(zip(ids, warped))
 
 
-def at_stride(models: Mapping[int, nn.Module], output_stride: int | None) -> dict[int, nn.Module]:
-    """``models`` in eval mode, rebuilt to run at ``output_stride`` when set; shared networks stay shared."""
-    unique = {id(model): model.eval() for model in models.values()}
-    if output_stride is not None:
-        unique = {key: at_output_stride(model, output_stride) for key, model in unique.items()}
-    return {object_id: unique[id(model)] for object_id, model in models.items()}
-
-
 @torch.inference_mode()
 def propagate(
     frames: Iterable[np.ndarray],
@@ -218,7 +203,8 @@ def propagate(
     as-is at its frame, painted over the predictions of the objects already tracked.
     Only the previous frame's state is kept, so memory does not grow with the video's length.
     """
-    models = at_stride(models, config.output_stride)
+    for model in {id(m): m for m in models.values()}.values():
+        model.eval()
     dilation = DeformConfig().dilate_radius if config.dilate_previous is None else config.dilate_previous
     previous: dict[int, torch.Tensor] = {}  # object id -> (h, w) previous mask at network size
     lost: set[int] = set()
