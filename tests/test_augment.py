@@ -24,6 +24,7 @@ from masktrack.augment import (
     resize_pair,
 )
 from masktrack.augment.boxes import bounding_boxes
+from masktrack.augment.feedback import fed_back_masks
 from masktrack.augment.preview import ROWS, deformation_sheet
 from masktrack.cli import main
 from masktrack.data.masks import write_mask
@@ -172,6 +173,40 @@ def test_config_checks_and_yaml_lists() -> None:
         DeformConfig().only("twist")
     only = DeformConfig().only("tps")
     assert [getattr(only, f"{name}_prob") for name in DEFORMATIONS] == [float(name == "tps") for name in DEFORMATIONS]
+
+
+class ShiftedEcho(torch.nn.Module):
+    """Predicts its previous mask moved 4 px right; records whether it ran in training mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = torch.nn.Identity()
+        self.calls: list[bool] = []
+
+    def forward(self, image: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        self.calls.append(self.training)
+        moved = torch.roll(previous, 4, dims=-1)
+        return torch.cat([1 - moved, moved], dim=1)
+
+
+def test_feedback_replaces_the_chosen_rows_with_the_deformed_prediction() -> None:
+    network = ShiftedEcho().train()
+    network.inner.eval()
+    images = torch.rand(4, 3, 32, 48)
+    previous = blob(32, 48)[None, None].float().expand(4, -1, -1, -1).contiguous()
+    chosen = torch.tensor([True, False, True, False])
+    seen_rows = []
+
+    def deform(predicted: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        seen_rows.append(rows.tolist())
+        return predicted.float()  # the prediction, undeformed
+
+    mixed = fed_back_masks(network, images, previous, chosen, deform)
+    assert seen_rows == [[0, 2]] and network.calls == [False]  # predicted in eval mode, once, for the chosen rows
+    assert torch.equal(mixed[~chosen], previous[~chosen])
+    assert torch.equal(mixed[chosen], torch.roll(previous[chosen], 4, dims=-1))
+    assert network.training and not network.inner.training  # each module's mode restored
+    assert fed_back_masks(network, images, previous, torch.zeros(4, dtype=torch.bool), deform) is previous
 
 
 # ---------------------------------------------------------------- joint augmentation

@@ -27,6 +27,7 @@ from masktrack.data.video import VideoWriter
 from masktrack.demo import DEFAULT_SETTINGS, segment_settings, train_parent
 from masktrack.evaluate import evaluate_dataset
 from masktrack.model import ModelConfig, build_model, save_checkpoint
+from masktrack.online import finetune as finetuning
 from masktrack.propagate import run
 from masktrack.propagate.flow import warp_masks
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter, write_submission_zip, write_timings
@@ -134,6 +135,27 @@ def test_objects_sharing_a_network_run_in_one_batch_and_per_object_networks_sepa
     separate = {i: ChannelNet() for i in (1, 2, 3)}
     list(propagate(frames, separate, {0: labels}, PropagateConfig()))
     assert all([len(call) for call in net.calls] == [1, 1] for net in separate.values())
+
+
+def test_finetuning_feeds_back_the_networks_own_prediction_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``feedback_prob: 1`` replaces every sample's previous mask each step; 0 never; outside [0, 1] refused."""
+    parent = build_model(ModelConfig(backbone="mobilenet_v2", output_stride=16, head_channels=8))
+    labels = np.zeros((32, 48), np.uint8)
+    labels[8:24, 8:24] = 1
+    chosen_counts, feed_back = [], finetuning.fed_back_masks
+
+    def counting(network, images, previous, chosen, deform):
+        chosen_counts.append(int(chosen.sum()))
+        return feed_back(network, images, previous, chosen, deform)
+
+    monkeypatch.setattr(finetuning, "fed_back_masks", counting)
+    annotations = [(square_frame((32, 48), (8, 8), 16), labels)]
+    for prob in (1.0, 0.0):
+        config = finetuning.FinetuneConfig(steps=3, batch_size=2, feedback_prob=prob)
+        finetuning.finetune(parent, annotations, config, generator=torch.Generator().manual_seed(0), progress=False)
+    assert chosen_counts == [2, 2, 2]
+    with pytest.raises(ValueError, match="feedback_prob"):
+        finetuning.FinetuneConfig(feedback_prob=-0.1)
 
 
 def test_processing_size_resizes_the_network_input_and_returns_frame_size_masks() -> None:

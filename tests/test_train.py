@@ -15,6 +15,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
+from masktrack.augment.feedback import fed_back_masks
 from masktrack.augment.transforms import AugmentConfig
 from masktrack.cli import build_parser, main
 from masktrack.cli.train import train_settings
@@ -157,6 +158,24 @@ def test_lovasz_weight_adds_the_hinge_to_the_training_loss(synthetic_davis: Path
         TrainConfig.from_dict({"lovasz_weight": -1.0})
 
 
+def test_feedback_feeds_some_samples_the_networks_own_prediction(synthetic_davis: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``feedback_prob`` the network predicts once per step on the chosen samples; 0 never, 1.5 refused."""
+    calls = []
+
+    def counting(network, images, previous, chosen, deform):
+        calls.append(int(chosen.sum()))
+        return fed_back_masks(network, images, previous, chosen, deform)
+
+    monkeypatch.setattr(loop, "fed_back_masks", counting)
+    train(tiny_config([f"{synthetic_davis}:train"], steps=3, feedback_prob=0.5), tmp_path / "half", progress=False)
+    assert len(calls) == 3 and 0 < sum(calls) < 12, calls
+    train(tiny_config([f"{synthetic_davis}:train"], steps=3), tmp_path / "none", progress=False)
+    assert len(calls) == 3
+    with pytest.raises(InputError, match="feedback_prob"):
+        TrainConfig.from_dict({"feedback_prob": 1.5})
+
+
 def test_init_starts_from_a_trained_checkpoint(synthetic_davis: Path, tmp_path: Path) -> None:
     """``init`` loads a trained network (backbone batch norms then stay frozen); another network is refused."""
     data = [f"{synthetic_davis}:train"]
@@ -178,9 +197,13 @@ def test_init_starts_from_a_trained_checkpoint(synthetic_davis: Path, tmp_path: 
 
 
 def test_two_processes_train_the_same_model_as_one(synthetic_davis: Path, tmp_path: Path) -> None:
-    """`torchrun --nproc-per-node 2` (gloo, 2 samples per process) = one process with the same total batch."""
+    """`torchrun --nproc-per-node 2` (gloo, 2 samples per process) = one process with the same total batch.
+
+    Half the previous masks are fed back from the network: which ones, and their deformations,
+    follow the samples, not the processes.
+    """
     config = tiny_config([f"{synthetic_davis}:train", f"{synthetic_davis}:val"], steps=4, batch_norm="frozen",
-                         workers=1, val_sequences=["synth-003"], val_samples=8)
+                         workers=1, val_sequences=["synth-003"], val_samples=8, feedback_prob=0.5)
     settings = tmp_path / "settings.yaml"
     settings.write_text(yaml.safe_dump(config.to_dict()))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",

@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from masktrack.augment.deform import DeformConfig, deform_masks
+from masktrack.augment.feedback import fed_back_masks
 from masktrack.augment.recompose import RecomposeConfig, inpaint_backgrounds, recompose
 from masktrack.augment.transforms import AugmentConfig, augment_batch
 from masktrack.model.losses import segmentation_loss
@@ -48,12 +49,15 @@ class FinetuneConfig:
     augment: AugmentConfig | None = None  # None: the parent's offline settings (else the defaults)
     deform: DeformConfig | None = None  # None: the parent's offline settings (else the defaults)
     recompose: RecomposeConfig = field(default_factory=RecomposeConfig)  # objects moved over their inpainted background
+    feedback_prob: float = 0.0  # share of samples whose previous mask is deformed from the network's own prediction
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"fine-tuning mode must be one of {MODES}, got {self.mode!r}")
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.lovasz_weight < 0:
             raise ValueError("fine-tuning needs steps >= 0, batch_size >= 1, lr > 0 and lovasz_weight >= 0")
+        if not 0.0 <= self.feedback_prob <= 1.0:
+            raise ValueError(f"feedback_prob must be in [0, 1], got {self.feedback_prob}")
 
 
 def object_samples(
@@ -128,8 +132,13 @@ def _train_copy(
         if backgrounds is not None:
             batch_images, batch_masks = recompose(batch_images, batch_masks, backgrounds[pick], config.recompose, generator)
         batch_images, batch_masks = augment_batch(batch_images, batch_masks, out_size, config.augment or AugmentConfig(), generator)
-        previous = deform_masks(batch_masks, config.deform or DeformConfig(), generator)
-        logits = model(batch_images, previous[:, None].to(batch_images.dtype))
+        deform = config.deform or DeformConfig()
+        previous = deform_masks(batch_masks, deform, generator)[:, None].to(batch_images.dtype)
+        if config.feedback_prob:
+            chosen = torch.rand(len(batch_images), generator=generator) < config.feedback_prob
+            previous = fed_back_masks(model, batch_images, previous, chosen,
+                                      lambda predicted, _: deform_masks(predicted, deform, generator))
+        logits = model(batch_images, previous)
         loss = segmentation_loss(logits, batch_masks > 0.5, lovasz_weight=config.lovasz_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -55,6 +55,7 @@ class TrainConfig:
     deform: DeformConfig = field(default_factory=DeformConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     temporal_gap: int = 0  # previous masks deformed from the object's mask up to this many frames away (0: its own)
+    feedback_prob: float = 0.0  # share of samples whose previous mask is deformed from the network's own prediction
     height: int = 240
     width: int | None = None
     batch_size: int = 8
@@ -100,6 +101,7 @@ class TrainConfig:
             "checkpoint_every, val_every and log_every must be >= 0": min(
                 self.checkpoint_every, self.val_every, self.log_every) >= 0,
             "val_fraction must be in [0, 1)": 0 <= self.val_fraction < 1,
+            "feedback_prob must be in [0, 1]": 0 <= self.feedback_prob <= 1,
             "val_samples must be >= 1": self.val_samples >= 1,
             "init and pretrained are exclusive (a trained checkpoint holds the whole network)": (
                 self.init is None or self.pretrained is None),

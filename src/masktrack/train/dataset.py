@@ -39,6 +39,7 @@ from masktrack.errors import InputError
 from masktrack.propagate.propagate import image_tensor
 
 DEFAULT_SPLIT = "train"
+FEEDBACK_KEY = 1  # mixed into a sample's deform seed for its feedback draw and its second deformation
 
 
 class AnnotatedSequence(Protocol):
@@ -242,6 +243,12 @@ class EpochSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples - self.start
+
+
+def feedback_rows(seeds: torch.Tensor, prob: float) -> torch.Tensor:
+    """``(B,)`` bool: the samples whose previous mask comes from the network, each drawn from its seed."""
+    return torch.tensor([np.random.default_rng([seed, FEEDBACK_KEY]).random() < prob for seed in seeds.tolist()],
+                        dtype=torch.bool)
 
 
 def previous_masks(masks: torch.Tensor, seeds: torch.Tensor, config: DeformConfig) -> torch.Tensor:

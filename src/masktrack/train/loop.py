@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from masktrack.atomic import atomic_file
+from masktrack.augment.feedback import fed_back_masks
 from masktrack.errors import InputError
 from masktrack.model import MaskTrackNet, build_model, checkpoint_weights, save_checkpoint
 from masktrack.model.losses import segmentation_loss
@@ -45,12 +46,14 @@ from masktrack.propagate.run import choose_device
 from masktrack.train.config import TrainConfig, save_yaml
 from masktrack.train.dataset import (
     AnnotatedSequence,
+    FEEDBACK_KEY,
     EpochSampler,
     MaskTrackSamples,
     SampleIndex,
     held_out_names,
     index_samples,
     open_source,
+    feedback_rows,
     previous_masks,
     split_samples,
 )
@@ -271,6 +274,8 @@ class _Trainer:
             images = images.to(self.device, non_blocking=True)
             masks = masks.to(self.device, non_blocking=True)
             previous = previous_masks(sources.to(self.device, non_blocking=True), seeds, config.deform)
+            if config.feedback_prob:
+                previous = self._fed_back(images, previous, seeds)
             last = micro == config.accumulate - 1
             sync = nullcontext() if last or self.ranks.world_size == 1 else self.model.no_sync()
             with sync:
@@ -288,6 +293,15 @@ class _Trainer:
         self.optimizer.step()
         self.scheduler.step()
         return loss, int(total[1].item())
+
+    def _fed_back(self, images: torch.Tensor, previous: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        """Some samples' previous masks deformed again from the network's prediction (``feedback_prob``)."""
+
+        def deform(predicted: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return previous_masks(predicted, seeds[rows.cpu()] ^ FEEDBACK_KEY, self.config.deform)[:, 0]
+
+        with self._autocast():
+            return fed_back_masks(self.network, images, previous, feedback_rows(seeds, self.config.feedback_prob), deform)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
