@@ -126,13 +126,13 @@ def _train_copy(
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     out_size = tuple(images.shape[-2:])
     backgrounds = inpaint_backgrounds(images, masks, config.recompose.inpaint_margin) if config.recompose.prob > 0 else None
+    deform = config.deform or DeformConfig()
     for _ in tqdm(range(config.steps), desc=f"fine-tune {label}", unit="step", disable=not progress, leave=False):
         pick = torch.randint(len(images), (config.batch_size,), generator=generator).to(images.device)
         batch_images, batch_masks = images[pick], masks[pick]
         if backgrounds is not None:
             batch_images, batch_masks = recompose(batch_images, batch_masks, backgrounds[pick], config.recompose, generator)
         batch_images, batch_masks = augment_batch(batch_images, batch_masks, out_size, config.augment or AugmentConfig(), generator)
-        deform = config.deform or DeformConfig()
         previous = deform_masks(batch_masks, deform, generator)[:, None].to(batch_images.dtype)
         if config.feedback_prob:
             chosen = torch.rand(len(batch_images), generator=generator) < config.feedback_prob

@@ -45,15 +45,15 @@ from masktrack.propagate.propagate import processing_size
 from masktrack.propagate.run import choose_device
 from masktrack.train.config import TrainConfig, save_yaml
 from masktrack.train.dataset import (
-    AnnotatedSequence,
     FEEDBACK_KEY,
+    AnnotatedSequence,
     EpochSampler,
     MaskTrackSamples,
     SampleIndex,
+    feedback_rows,
     held_out_names,
     index_samples,
     open_source,
-    feedback_rows,
     previous_masks,
     split_samples,
 )
