@@ -4,10 +4,13 @@ Stages (each skipped when its output already exists, so an interrupted run conti
 
 1. ``masktrack train`` on DAVIS 2016 train at 240p from ImageNet MobileNetV2 weights
    (settings: ``benchmarks/davis2016.yaml``), into ``RUN/parent`` (``--resume`` after a crash);
+   with ``--ensemble-config``, one more parent per file (the same settings plus that file, e.g.
+   another seed) into ``RUN/parent-<file name>``;
 2. ``masktrack segment`` on the val split at 240p: online fine-tuning on each first frame (100
    steps, twice ``masktrack segment``'s default: the 2-hour budget allows it; 150 did not score
    higher) on cross-entropy plus the Lovász hinge, small objects zoomed in both when fine-tuning and
-   when propagating, the previous masks warped along optical flow, each frame also segmented mirrored,
+   when propagating, the previous masks warped along optical flow, each frame also segmented mirrored
+   (several parents: each fine-tuned, their probabilities averaged on every frame),
    object pixels above probability 0.4 (``benchmarks/davis2016-segment.yaml``), per-object
    probabilities saved, into ``RUN/val-240p``;
 3. upsampling to 854x480 as the shared data's README prescribes: a bilinear upsample of each
@@ -19,6 +22,8 @@ Stages (each skipped when its output already exists, so an interrupted run conti
     .venv/bin/python benchmarks/davis2016.py                       # everything, about 1 h 45 min on 2 cores
     .venv/bin/python benchmarks/davis2016.py --parent runs/davis2016/parent/model.safetensors \\
         --finetune-steps 0 --run runs/davis2016-ft0 --doc ''        # an ablation row from a trained parent
+    .venv/bin/python benchmarks/davis2016.py --run runs/d16-ensemble --doc '' \\
+        --ensemble-config benchmarks/davis2016-ablations/train-seed-1.yaml    # two parents (seeds 0 and 1) as an ensemble
 """
 
 from __future__ import annotations
@@ -55,7 +60,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--imagenet", type=Path, default=SHARED / "weights" / "mobilenetv2-imagenet-bottleneck.pt", help="ImageNet backbone weights")
     parser.add_argument("--train-config", type=Path, nargs="+", default=[REPO / "benchmarks" / "davis2016.yaml"], metavar="YAML",
                         help="offline training settings (several: later files override earlier ones)")
-    parser.add_argument("--parent", type=Path, help="use this trained parent checkpoint instead of training one")
+    parser.add_argument("--parent", type=Path, nargs="+", metavar="CKPT",
+                        help="use these trained parent checkpoints instead of training (several: an ensemble)")
+    parser.add_argument("--ensemble-config", type=Path, nargs="+", default=[], metavar="YAML",
+                        help="train one more parent per file, with the --train-config files plus that one (e.g. another seed), "
+                        "and run all parents as an ensemble")
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "davis2016", help="run folder (default: runs/davis2016)")
     parser.add_argument("--finetune-steps", type=int, default=100, help="online fine-tuning steps per sequence (default: 100)")
     parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="fine-tuning mode (default: segment's)")
@@ -65,7 +74,10 @@ def parse_args() -> argparse.Namespace:
                         "zoomed small objects, optical-flow warping and 10 px dilation of the previous masks, mirroring, threshold 0.4)")
     parser.add_argument("--sequences", nargs="+", metavar="NAME", help="only these val sequences")
     parser.add_argument("--doc", default=str(REPO / "docs" / "davis2016.md"), help="Markdown results file ('' for none)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.parent and args.ensemble_config:
+        parser.error("--ensemble-config trains parents; with --parent, list every parent checkpoint there instead")
+    return args
 
 
 def shown(path: Path) -> str:
@@ -82,18 +94,22 @@ def masktrack(*arguments: str) -> None:
         sys.exit(f"davis2016: `{' '.join(command)}` failed")
 
 
-def train_parent(args: argparse.Namespace) -> Path:
-    """The parent checkpoint: ``--parent``, or the one in ``RUN/parent``, trained now if missing."""
-    if args.parent is not None:
+def train_parents(args: argparse.Namespace) -> list[Path]:
+    """The parent checkpoints: ``--parent``, or those in ``RUN/parent`` (and ``RUN/parent-<name>`` for each
+    ``--ensemble-config``), each trained now if missing."""
+    if args.parent:
         return args.parent
-    parent_dir = args.run / "parent"
-    model = parent_dir / "model.safetensors"
-    if not model.is_file():
-        resume = ["--resume"] if (parent_dir / "checkpoint.pt").is_file() else []
-        configs = [option for path in args.train_config for option in ("--config", str(path))]
-        masktrack("train", *configs, "--data", f"{args.davis}:train", "--pretrained",
-                  str(args.imagenet), "--out", str(parent_dir), *resume)
-    return model
+    runs = [(args.run / "parent", [])] + [(args.run / f"parent-{extra.stem}", [extra]) for extra in args.ensemble_config]
+    models = []
+    for parent_dir, extra in runs:
+        model = parent_dir / "model.safetensors"
+        if not model.is_file():
+            resume = ["--resume"] if (parent_dir / "checkpoint.pt").is_file() else []
+            configs = [option for path in [*args.train_config, *extra] for option in ("--config", str(path))]
+            masktrack("train", *configs, "--data", f"{args.davis}:train", "--pretrained",
+                      str(args.imagenet), "--out", str(parent_dir), *resume)
+        models.append(model)
+    return models
 
 
 def training_seconds(parent: Path) -> float | None:
@@ -119,12 +135,12 @@ def parent_summary(parent: Path) -> str:
             + (f", {steps} training steps" if steps is not None else ""))
 
 
-def segment_val(args: argparse.Namespace, parent: Path) -> Path:
+def segment_val(args: argparse.Namespace, parents: list[Path]) -> Path:
     """Fine-tune and segment the val split at 240p, keeping the probabilities."""
     out = args.run / "val-240p"
     if (out / "timings.json").is_file():
         return out
-    options = ["--weights", str(parent), "--size", str(args.size), "--finetune-steps", str(args.finetune_steps),
+    options = [*(option for parent in parents for option in ("--weights", str(parent))), "--size", str(args.size), "--finetune-steps", str(args.finetune_steps),
                "--save-probabilities", "--no-report", "--overwrite"]
     if args.finetune_mode:
         options += ["--finetune-mode", args.finetune_mode]
@@ -155,16 +171,21 @@ def upsample_to_480p(low: Path, out: Path, sequences: list[str], threshold: floa
         write_mask(out / sequence / mask.name, labels)
 
 
-def markdown(args: argparse.Namespace, scores: dict, timings: dict, train_s: float | None, segment_config: str,
-             run_s: float) -> str:
+def markdown(args: argparse.Namespace, parents: list[Path], scores: dict, timings: dict, segment_config: str, run_s: float) -> str:
     """The results page: settings, global figures, per-sequence table."""
     g = scores["global"]
     rows = "\n".join(f"| {name} | {j:.3f} | {f:.3f} | {(j + f) / 2:.3f} |" for name, (j, f) in scores["objects"].items())
     finetune_s = sum(t["finetune_s"] for t in timings["sequences"].values())
     propagate_s = sum(t["propagate_s"] for t in timings["sequences"].values())
     frames = sum(t["frames"] for t in timings["sequences"].values())
-    train = f"{train_s / 60:.0f} min on this machine" if train_s is not None else "not recorded beside the checkpoint"
-    parent = parent_summary(args.parent or args.run / "parent" / "model.safetensors")
+    trained = [training_seconds(parent) for parent in parents]
+    train = (f"{sum(trained) / 60:.0f} min on this machine" + (f" ({' + '.join(f'{seconds / 60:.0f}' for seconds in trained)} min)" if len(trained) > 1 else "")
+             if None not in trained else "not recorded beside the checkpoint")
+    if args.parent:
+        source = ", ".join(map(shown, args.parent))
+    else:
+        source = " + ".join(map(shown, args.train_config)) + "".join(f"`, then also + `{shown(extra)}" for extra in args.ensemble_config)
+    kind = f"an ensemble of {len(parents)} parents (probabilities averaged on every frame), each" if len(parents) > 1 else "parent"
     return f"""# DAVIS 2016 val: J&F of the CPU pipeline
 
 Written by `benchmarks/davis2016.py` on {date.today()} ({platform.processor() or platform.machine()},
@@ -178,7 +199,7 @@ first and last frames not scored.
 |---:|---:|---:|---:|---:|---:|---:|
 | **{g['J&F-Mean']:.3f}** | {g['J-Mean']:.3f} | {g['J-Recall']:.3f} | {g['J-Decay']:.3f} | {g['F-Mean']:.3f} | {g['F-Recall']:.3f} | {g['F-Decay']:.3f} |
 
-- Parent: {parent}, `{' + '.join(map(shown, args.train_config)) if args.parent is None else args.parent}` on DAVIS 2016 train
+- Parent: {kind} {parent_summary(parents[0])}, `{source}` on DAVIS 2016 train
   (240p), from ImageNet `{args.imagenet.name}`; training time {train}.
 - Online: {segment_config}
 - Times: fine-tuning {finetune_s / 60:.1f} min for {len(timings['sequences'])} sequences, propagation
@@ -194,8 +215,8 @@ first and last frames not scored.
 def main() -> None:
     args = parse_args()
     start = time.perf_counter()
-    parent = train_parent(args)
-    low = segment_val(args, parent)
+    parents = train_parents(args)
+    low = segment_val(args, parents)
     sequences = sorted(json.loads((low / "timings.json").read_text())["sequences"])
     settings = yaml.safe_load((low / "config.yaml").read_text())
     finetune, propagate = settings["finetune"], settings["propagate"]
@@ -227,7 +248,7 @@ def main() -> None:
                f"{f', small objects segmented in views zoomed until they span {view_zoom:.0%} (at most {max_view_zoom:g}x)' if view_zoom else ''}"
                f", object pixels where the probability exceeds {propagate.get('threshold', 0.5):g}")
     if args.doc:
-        Path(args.doc).write_text(markdown(args, scores, timings, training_seconds(parent), summary, time.perf_counter() - start))
+        Path(args.doc).write_text(markdown(args, parents, scores, timings, summary, time.perf_counter() - start))
     g = scores["global"]
     print(f"DAVIS 2016 val (240p input, scored at 480p): J&F {g['J&F-Mean']:.4f}  J {g['J-Mean']:.4f}  F {g['F-Mean']:.4f}"
           f"  ({(time.perf_counter() - start) / 60:.1f} min this run)")

@@ -10,6 +10,13 @@ propagates, upsamples to 854x480 and scores, the way ``benchmarks/davis2016.py``
     .venv/bin/python benchmarks/davis2016_propagation.py --networks runs/ft100 --out runs/prop-default
     .venv/bin/python benchmarks/davis2016_propagation.py --networks runs/ft100 --out runs/prop-zoom-6 \\
         --segment-config benchmarks/davis2016-ablations/propagate-zoom-6.yaml
+
+Several ``--parent`` files with as many ``--networks`` folders (in the same order) propagate the
+parents' networks as an ensemble, their probabilities averaged on every frame:
+
+    .venv/bin/python benchmarks/davis2016_propagation.py --out runs/ens-2 \\
+        --parent src/masktrack/weights/default.safetensors runs/d16-seed1/parent/model.safetensors \\
+        --networks runs/ft-shipped runs/ft-seed1
 """
 
 from __future__ import annotations
@@ -28,11 +35,11 @@ from tqdm import tqdm
 from masktrack.data.masks import write_mask
 from masktrack.data.sources import Sequence, first_appearances, open_davis
 from masktrack.evaluate import evaluate_dataset, write_results
-from masktrack.model import load_checkpoint, save_checkpoint
+from masktrack.model import ensemble_per_object, load_checkpoint, save_checkpoint
 from masktrack.online.finetune import finetune
 from masktrack.propagate.pipeline import SegmentConfig
 from masktrack.propagate.propagate import merge_probabilities, propagate
-from masktrack.propagate.run import inherit_offline_settings, load_parent, segment_config
+from masktrack.propagate.run import inherit_offline_settings, load_parents, segment_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -43,9 +50,10 @@ FINETUNE_YAML = "finetune.yaml"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--davis", type=Path, default=SHARED / "data" / "davis2016", help="DAVIS 2016 root (240p frames, 480p masks)")
-    parser.add_argument("--parent", type=Path, default=REPO / "src" / "masktrack" / "weights" / "default.safetensors",
-                        help="parent checkpoint (default: the shipped model)")
-    parser.add_argument("--networks", type=Path, required=True, help="folder of fine-tuned networks (filled when missing)")
+    parser.add_argument("--parent", type=Path, nargs="+", default=[REPO / "src" / "masktrack" / "weights" / "default.safetensors"],
+                        help="parent checkpoint(s) (default: the shipped model); several run as an ensemble")
+    parser.add_argument("--networks", type=Path, nargs="+", required=True,
+                        help="folder of fine-tuned networks (filled when missing), one per --parent")
     parser.add_argument("--finetune-config", type=Path, default=REPO / "benchmarks" / "davis2016-segment.yaml",
                         help="YAML whose finetune: section fine-tunes the networks (default: the benchmark's)")
     parser.add_argument("--finetune-steps", type=int, default=100, help="online fine-tuning steps (default: 100, the benchmark's)")
@@ -54,23 +62,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=240, help="network input height (default: 240, the frames' own)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the 480p masks and the evaluation")
     parser.add_argument("--sequences", nargs="+", metavar="NAME", help="only these val sequences")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if len(args.parent) != len(args.networks):
+        parser.error(f"{len(args.parent)} --parent file(s) for {len(args.networks)} --networks folder(s): give one folder per parent")
+    return args
 
 
-def record_networks(args: argparse.Namespace, config: SegmentConfig) -> None:
-    """Write the fine-tuning settings into ``--networks``; stop if networks made with others are there.
+def record_networks(networks_dir: Path, parent: Path, config: SegmentConfig) -> None:
+    """Write the fine-tuning settings into ``networks_dir``; stop if networks made with others are there.
 
     Recorded settings are compared with their defaults filled in, so networks recorded before a
     setting existed still match when it is at its default.
     """
-    values = {"parent": str(args.parent.resolve()), "finetune": config.to_dict()["finetune"], "seed": config.seed}
-    recorded = args.networks / FINETUNE_YAML
+    values = {"parent": str(parent.resolve()), "finetune": config.to_dict()["finetune"], "seed": config.seed}
+    recorded = networks_dir / FINETUNE_YAML
     if recorded.is_file():
         previous = yaml.safe_load(recorded.read_text())
         filled = SegmentConfig.from_dict({"finetune": previous["finetune"], "seed": previous["seed"]}, source=str(recorded))
         if {**previous, "finetune": filled.to_dict()["finetune"]} != values:
             sys.exit(f"davis2016_propagation: {recorded}: these networks were fine-tuned with other settings; use another --networks")
-    args.networks.mkdir(parents=True, exist_ok=True)
+    networks_dir.mkdir(parents=True, exist_ok=True)
     recorded.write_text(yaml.safe_dump(values))
 
 
@@ -89,16 +100,20 @@ def fine_tuned(networks_dir: Path, parent: torch.nn.Module, config: SegmentConfi
 
 def main() -> None:
     args = parse_args()
-    parent, metadata = load_parent(args.parent, "cpu")
-    tuning, config = (segment_config(path, args.finetune_steps, None, args.size) for path in (args.finetune_config, args.segment_config))
-    inherit_offline_settings(tuning, metadata)
-    inherit_offline_settings(config, metadata)
-    record_networks(args, tuning)
+    parents, metadatas = load_parents(args.parent, "cpu")
+    config = segment_config(args.segment_config, args.finetune_steps, None, args.size)
+    inherit_offline_settings(config, metadatas[0])
+    tunings = []  # each parent is fine-tuned with the settings it was trained with, as in a run of its own
+    for parent_path, networks_dir, metadata in zip(args.parent, args.networks, metadatas):
+        tunings.append(segment_config(args.finetune_config, args.finetune_steps, None, args.size))
+        inherit_offline_settings(tunings[-1], metadata)
+        record_networks(networks_dir, parent_path, tunings[-1])
     sequences = open_davis(args.davis, split="val", sequences=args.sequences)
     start = time.perf_counter()
     for sequence in tqdm(sequences, desc="sequences", unit="sequence"):
         appearances = first_appearances(sequence, first_frame_only=False)
-        networks = fine_tuned(args.networks, parent, tuning, sequence, appearances)
+        networks = ensemble_per_object([fine_tuned(networks_dir, parent, tuning, sequence, appearances)
+                                        for parent, networks_dir, tuning in zip(parents, args.networks, tunings)])
         (args.out / sequence.name).mkdir(parents=True, exist_ok=True)
         stream = propagate(sequence.frames(), networks, appearances, config.propagate)
         for result, name in zip(stream, sequence.frame_names):

@@ -26,7 +26,7 @@ from masktrack.data.synth import generate_dataset, generate_video
 from masktrack.data.video import VideoWriter
 from masktrack.demo import DEFAULT_SETTINGS, segment_settings, train_parent
 from masktrack.evaluate import evaluate_dataset
-from masktrack.model import ModelConfig, build_model, save_checkpoint
+from masktrack.model import ModelConfig, ProbabilityEnsemble, build_model, ensemble_per_object, save_checkpoint
 from masktrack.online import finetune as finetuning
 from masktrack.propagate import run
 from masktrack.propagate.flow import warp_masks
@@ -135,6 +135,19 @@ def test_objects_sharing_a_network_run_in_one_batch_and_per_object_networks_sepa
     separate = {i: ChannelNet() for i in (1, 2, 3)}
     list(propagate(frames, separate, {0: labels}, PropagateConfig()))
     assert all([len(call) for call in net.calls] == [1, 1] for net in separate.values())
+
+
+def test_an_ensemble_averages_its_members_probabilities_and_objects_sharing_networks_share_it() -> None:
+    image = torch.rand(2, 3, 8, 8)
+    mask = torch.zeros(2, 1, 8, 8)
+    red, green = ChannelNet(0, record=False), ChannelNet(1, record=False)
+    averaged = ProbabilityEnsemble([red, green])(image, mask).softmax(dim=1)[:, 1]
+    assert torch.allclose(averaged, image[:, :2].clamp(1e-4, 1 - 1e-4).mean(dim=1), atol=1e-5)
+    shared = ensemble_per_object([dict.fromkeys([1, 2], red), dict.fromkeys([1, 2], green)])
+    assert shared[1] is shared[2] and isinstance(shared[1], ProbabilityEnsemble)
+    separate = ensemble_per_object([{1: red, 2: ChannelNet()}, {1: green, 2: ChannelNet()}])
+    assert separate[1] is not separate[2]
+    assert ensemble_per_object([{1: red}]) == {1: red}  # one parent: its networks as they are
 
 
 def test_finetuning_feeds_back_the_networks_own_prediction_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -420,10 +433,28 @@ def test_cli_writes_the_run_folder(tmp_path: Path, weights: Path, clip: tuple[Pa
     timings = json.loads((out / "timings.json").read_text())
     assert timings["sequences"]["frames"]["frames"] == 6 and timings["total_s"] > 0
     recorded = yaml.safe_load((out / "config.yaml").read_text())
-    assert recorded["finetune"]["steps"] == 2 and recorded["propagate"]["flip"] and recorded["run"]["weights"] == str(weights)
+    assert recorded["finetune"]["steps"] == 2 and recorded["propagate"]["flip"] and recorded["run"]["weights"] == [str(weights)]
     assert recorded["finetune"]["augment"]["object_zoom"] == recorded["propagate"]["object_zoom"] == 0.6  # --zoom
     assert SegmentConfig.from_dict(recorded).finetune.steps == 2  # a run's config.yaml is a valid --config
     assert not (tmp_path / "run.partial").exists()
+
+
+def test_cli_runs_several_weights_as_an_ensemble_averaging_their_probabilities(tmp_path: Path, weights: Path,
+                                                                              clip: tuple[Path, Path]) -> None:
+    frames, mask = clip
+    torch.manual_seed(1)
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(other, build_model(ModelConfig(output_stride=16, head_channels=16)))
+    runs = {"a": [weights], "b": [other], "ab": [weights, other]}
+    for name, parents in runs.items():
+        options = [option for parent in parents for option in ("--weights", parent)]
+        assert segment(frames, "--mask", mask, *options, "--out", tmp_path / name, "--finetune-steps", 0, "--save-probabilities",
+                       "--no-report") == 0
+    assert yaml.safe_load((tmp_path / "ab" / "config.yaml").read_text())["run"]["weights"] == [str(weights), str(other)]
+    # frame 1 starts from the given mask in every run, so the ensemble's probabilities are the two parents' mean
+    stored = {name: np.load(tmp_path / name / "probabilities" / "frames" / "00001.npz")["probabilities"].astype(float) for name in runs}
+    assert np.abs(stored["a"] - stored["b"]).max() > 10
+    assert np.abs(stored["ab"] - (stored["a"] + stored["b"]) / 2).max() <= 1
 
 
 def test_cli_fine_tunes_on_recomposed_frames_from_a_config(tmp_path: Path, weights: Path, clip: tuple[Path, Path]) -> None:

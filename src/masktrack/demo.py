@@ -17,7 +17,7 @@ from masktrack.atomic import atomic_output_dir
 from masktrack.data.sources import open_davis
 from masktrack.data.synth import generate_dataset
 from masktrack.propagate.pipeline import SegmentConfig
-from masktrack.propagate.run import inherit_offline_settings, load_parent, segment_run
+from masktrack.propagate.run import inherit_offline_settings, load_parents, segment_run
 from masktrack.settings import plain
 from masktrack.train import TrainConfig, train
 
@@ -95,12 +95,12 @@ def run_demo(
         data = generate_dataset(folder / "data", num_videos=settings.videos, num_frames=settings.frames,
                                 size=settings.size, seed=settings.seed, progress=progress)
         weights = parent if parent is not None else train_parent(data, folder / "parent", settings, progress)
-        network, metadata = load_parent(weights, "cpu")
+        parents, metadatas = load_parents([weights], "cpu")
         config = segment_settings(settings)
-        inherit_offline_settings(config, metadata)
+        inherit_offline_settings(config, metadatas[0])
         record = {"demo": True, "parent": "trained" if parent is None else "given", "weights": str(weights),
                   "settings": plain(asdict(settings))}
-        evaluation = segment_run(network, open_davis(data, split="val"), config, folder / "run", "cpu", record,
+        evaluation = segment_run(parents, open_davis(data, split="val"), config, folder / "run", "cpu", record,
                                  images_root=data, progress=progress)
     if evaluation is None:
         raise RuntimeError(f"{data}: the synthetic val split lacks ground truth")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
@@ -60,9 +60,11 @@ def check_keys(values: dict[str, Any], kind: type, source: str) -> None:
 
 
 def plain(value: Any) -> Any:
-    """Nested dicts, lists and tuples as dicts and lists, ready for YAML."""
+    """Nested dicts, lists and tuples as dicts and lists, and paths as strings, ready for YAML."""
     if isinstance(value, dict):
         return {key: plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(item) for item in value]
+    if isinstance(value, PurePath):
+        return str(value)
     return value

@@ -23,6 +23,9 @@ examples:
   # the DAVIS 2016 benchmark's settings: flow, and small objects zoomed in when fine-tuning and propagating
   masktrack segment clip.mp4 --mask first.png --flow --zoom --finetune-steps 100 --out runs/clip-zoom
 
+  # two parents trained with different seeds as an ensemble (each fine-tuned; probabilities averaged every frame)
+  masktrack segment clip.mp4 --mask first.png --weights seed0.safetensors --weights seed1.safetensors --out runs/clip-ensemble
+
   # no fine-tuning, on the GPU
   masktrack segment clip.mp4 --mask first.png --finetune-steps 0 --device cuda --out runs/plain
 
@@ -46,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "a single mask belongs to the first frame)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    parser.add_argument("--weights", type=Path, metavar="CKPT", help="parent model checkpoint (.safetensors); default: the shipped model")
+    parser.add_argument("--weights", type=Path, action="append", metavar="CKPT",
+                        help="parent model checkpoint (.safetensors); default: the shipped model. Repeat it to run several "
+                        "parents as an ensemble: each is fine-tuned, and their probabilities are averaged on every frame")
     parser.add_argument("--config", type=Path, metavar="YAML", help="settings file (finetune:, propagate:, seed:), overridden by the flags below")
     parser.add_argument("--finetune-steps", type=int, metavar="N", help="online fine-tuning steps (0: use the parent as is)")
     parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="one network per object (default) or one for all objects (cheaper for many objects)")
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from masktrack.errors import InputError
     from masktrack.propagate.distributed import close_ranks, init_ranks
     from masktrack.propagate.run import (
-        choose_device, copy_overlay, inherit_offline_settings, load_parent, open_sequences, segment_config, segment_run, set_threads,
+        choose_device, copy_overlay, inherit_offline_settings, load_parents, open_sequences, segment_config, segment_run, set_threads,
         zoom_small_objects,
     )
 
@@ -92,11 +97,11 @@ def run(args: argparse.Namespace) -> int:
         if device.startswith("cuda") and ranks.world_size > 1:
             device = f"cuda:{torch.cuda.current_device()}"
         set_threads(args.threads, ranks.world_size, device)
-        parent, metadata = load_parent(args.weights, device)
-        inherit_offline_settings(config, metadata)
+        parents, metadatas = load_parents(args.weights, device)
+        inherit_offline_settings(config, metadatas[0])
         if args.zoom:
             zoom_small_objects(config)
-        segment_run(parent, sequences, config, args.out, device, vars(args), overwrite=args.overwrite, ranks=ranks,
+        segment_run(parents, sequences, config, args.out, device, vars(args), overwrite=args.overwrite, ranks=ranks,
                     overlay=bool(args.overlay), save_probabilities=args.save_probabilities, zip_masks=args.zip,
                     report=not args.no_report, images_root=args.davis, progress=not args.quiet, start=start)
         if ranks.is_main and isinstance(args.overlay, Path):

@@ -30,6 +30,7 @@ from masktrack.augment.deform import DeformConfig, deform_masks
 from masktrack.augment.feedback import fed_back_masks
 from masktrack.augment.recompose import RecomposeConfig, inpaint_backgrounds, recompose
 from masktrack.augment.transforms import AugmentConfig, augment_batch
+from masktrack.model.ensemble import ensemble_per_object
 from masktrack.model.losses import segmentation_loss
 from masktrack.propagate.propagate import image_tensor, mask_tensor, processing_size
 
@@ -106,6 +107,19 @@ def finetune(
         }
     shared = _train_copy(model, images, masks, config, device, generator, progress, f"{len(ids)} object(s)")
     return dict.fromkeys(ids, shared)
+
+
+def finetune_parents(
+    parents: Sequence[nn.Module],
+    annotations: Sequence[tuple[np.ndarray, np.ndarray]],
+    config: FinetuneConfig,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[int, nn.Module]:
+    """:func:`finetune` each parent (each from ``seed``); with several, each object's networks become one ensemble."""
+    return ensemble_per_object([finetune(parent, annotations, config, device, torch.Generator().manual_seed(seed), progress)
+                                for parent in parents])
 
 
 def _train_copy(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence as SequenceOf
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from masktrack.augment.recompose import RecomposeConfig
 from masktrack.augment.transforms import AugmentConfig
 from masktrack.data.sources import Sequence, first_appearances
 from masktrack.errors import InputError
-from masktrack.online.finetune import FinetuneConfig, finetune
+from masktrack.online.finetune import FinetuneConfig, finetune_parents
 from masktrack.propagate.crf import CRFConfig
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter
 from masktrack.propagate.propagate import PropagateConfig, propagate
@@ -68,7 +69,7 @@ class SegmentConfig:
 
 
 def segment_sequence(
-    parent: nn.Module,
+    parents: SequenceOf[nn.Module],
     sequence: Sequence,
     config: SegmentConfig,
     run_dir: Path,
@@ -77,14 +78,16 @@ def segment_sequence(
     save_probabilities: bool = False,
     progress: bool = True,
 ) -> SequenceTiming:
-    """Fine-tune ``parent`` on ``sequence``'s given masks, propagate, write ``run_dir/<name>/``."""
+    """Fine-tune ``parents`` on ``sequence``'s given masks, propagate, write ``run_dir/<name>/``.
+
+    With several parents, each object's fine-tuned networks run as one ensemble (probabilities averaged).
+    """
     appearances = first_appearances(sequence, first_frame_only=False)
     if not any(labels.any() for labels in appearances.values()):
         raise InputError(f"{sequence.name}: the given masks contain no object")
     start = time.perf_counter()
     annotations = [(sequence.read_frame(index), labels) for index, labels in sorted(appearances.items())]
-    generator = torch.Generator().manual_seed(config.seed)
-    models = finetune(parent, annotations, config.finetune, device, generator, progress=progress)
+    models = finetune_parents(parents, annotations, config.finetune, device, config.seed, progress=progress)
     del annotations
     finetune_s = time.perf_counter() - start
     start = time.perf_counter()

@@ -22,7 +22,7 @@ from masktrack.model.checkpoint import load_checkpoint
 from masktrack.propagate.distributed import Ranks, shared_output_dir
 from masktrack.propagate.outputs import SequenceTiming, write_submission_zip, write_timings
 from masktrack.propagate.pipeline import SegmentConfig, segment_sequence
-from masktrack.settings import load_yaml
+from masktrack.settings import load_yaml, plain
 
 if TYPE_CHECKING:
     from masktrack.evaluate import EvaluationResult
@@ -123,14 +123,19 @@ def shipped_model() -> Path | None:
     return Path(str(shipped)) if shipped.is_file() else None
 
 
-def load_parent(weights: Path | None, device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The parent network from ``weights`` or the shipped model, and its metadata."""
-    if weights is None:
-        weights = shipped_model()
-        if weights is None:
+def load_parents(weights: SequenceOf[Path] | None, device: str) -> tuple[list[torch.nn.Module], list[dict[str, Any]]]:
+    """The parent networks from ``weights`` (or the shipped model), and each one's metadata.
+
+    Several parents run as an ensemble; `masktrack segment` fine-tunes them all with the settings
+    the first one was trained with (:func:`inherit_offline_settings`).
+    """
+    if not weights:
+        shipped = shipped_model()
+        if shipped is None:
             raise InputError(f"no shipped model at masktrack/{SHIPPED_WEIGHTS}: pass --weights CKPT (train one with `masktrack train`)")
-    model, metadata = load_checkpoint(weights, map_location=device)
-    return model.eval(), metadata
+        weights = [shipped]
+    loaded = [load_checkpoint(path, map_location=device) for path in weights]
+    return [model.eval() for model, _ in loaded], [metadata for _, metadata in loaded]
 
 
 def inherit_offline_settings(config: SegmentConfig, metadata: dict[str, Any]) -> None:
@@ -160,7 +165,7 @@ def zoom_small_objects(config: SegmentConfig, fill: float = ZOOM_FILL) -> None:
 
 
 def segment_run(
-    parent: torch.nn.Module,
+    parents: SequenceOf[torch.nn.Module],
     sequences: SequenceOf[Sequence],
     config: SegmentConfig,
     out: Path,
@@ -176,7 +181,8 @@ def segment_run(
     progress: bool = True,
     start: float | None = None,
 ) -> EvaluationResult | None:
-    """Segment ``sequences`` into the atomic run folder ``out`` (sharded over ``ranks``), then finish it.
+    """Segment ``sequences`` with ``parents`` (several: an ensemble) into the atomic run folder ``out``
+    (sharded over ``ranks``), then finish it.
 
     ``record``: what was run, for ``config.yaml``; ``start``: the run's ``time.perf_counter()`` start
     (default: now). Returns the evaluation on rank 0 when every frame has ground truth, else None.
@@ -185,7 +191,7 @@ def segment_run(
     evaluation = None
     with shared_output_dir(out, overwrite, ranks) as run_dir:
         results = ranks.run_everywhere(lambda: {
-            sequence.name: segment_sequence(parent, sequence, config, run_dir, device, overlay, save_probabilities, progress)
+            sequence.name: segment_sequence(parents, sequence, config, run_dir, device, overlay, save_probabilities, progress)
             for sequence in ranks.shard(sequences)
         })
         if ranks.is_main:
@@ -240,8 +246,8 @@ def copy_overlay(source: Path, path: Path) -> None:
 
 def write_run_config(path: Path, config: SegmentConfig, record: dict[str, Any], device: str) -> None:
     """``config.yaml``: the settings (reusable with ``--config``) and, under ``run:``, what was run."""
-    run = {key: str(value) if isinstance(value, Path) else value for key, value in record.items() if key not in ("run", "func")}
-    run["mask"] = [str(mask) for mask in record.get("mask") or []]
+    run = {key: plain(value) for key, value in record.items() if key not in ("run", "func")}
+    run["mask"] = run.get("mask") or []
     run["device"] = device
     with atomic_file(path) as temporary:
         temporary.write_text(yaml.safe_dump({**config.to_dict(), "run": run}, sort_keys=False))
