@@ -140,7 +140,8 @@ def segment_val(args: argparse.Namespace, parents: list[Path]) -> Path:
     out = args.run / "val-240p"
     if (out / "timings.json").is_file():
         return out
-    options = [*(option for parent in parents for option in ("--weights", str(parent))), "--size", str(args.size), "--finetune-steps", str(args.finetune_steps),
+    weights = [option for parent in parents for option in ("--weights", str(parent))]
+    options = [*weights, "--size", str(args.size), "--finetune-steps", str(args.finetune_steps),
                "--save-probabilities", "--no-report", "--overwrite"]
     if args.finetune_mode:
         options += ["--finetune-mode", args.finetune_mode]
@@ -179,8 +180,10 @@ def markdown(args: argparse.Namespace, parents: list[Path], scores: dict, timing
     propagate_s = sum(t["propagate_s"] for t in timings["sequences"].values())
     frames = sum(t["frames"] for t in timings["sequences"].values())
     trained = [training_seconds(parent) for parent in parents]
-    train = (f"{sum(trained) / 60:.0f} min on this machine" + (f" ({' + '.join(f'{seconds / 60:.0f}' for seconds in trained)} min)" if len(trained) > 1 else "")
-             if None not in trained else "not recorded beside the checkpoint")
+    if None in trained:
+        train = "not recorded beside the checkpoint"
+    else:
+        train = " + ".join(f"{seconds / 60:.0f}" for seconds in trained) + " min on this machine"
     if args.parent:
         source = ", ".join(map(shown, args.parent))
     else:
