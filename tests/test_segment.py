@@ -424,7 +424,7 @@ def test_cli_writes_the_run_folder(tmp_path: Path, weights: Path, clip: tuple[Pa
     frames, mask = clip
     out = tmp_path / "run"
     code = segment(frames, "--mask", mask, "--weights", weights, "--out", out, "--finetune-steps", 2,
-                   "--overlay", "--save-probabilities", "--flip", "--zoom", "--no-report")
+                   "--overlay", "--save-probabilities", "--flip", "--no-report")
     assert code == 0
     assert sorted(p.name for p in (out / "frames").iterdir()) == [f"{t:05d}.png" for t in range(6)]
     assert (read_mask(out / "frames" / "00000.png") == read_mask(mask)).all()
@@ -434,9 +434,30 @@ def test_cli_writes_the_run_folder(tmp_path: Path, weights: Path, clip: tuple[Pa
     assert timings["sequences"]["frames"]["frames"] == 6 and timings["total_s"] > 0
     recorded = yaml.safe_load((out / "config.yaml").read_text())
     assert recorded["finetune"]["steps"] == 2 and recorded["propagate"]["flip"] and recorded["run"]["weights"] == [str(weights)]
-    assert recorded["finetune"]["augment"]["object_zoom"] == recorded["propagate"]["object_zoom"] == 0.6  # --zoom
+    assert recorded["finetune"]["augment"]["object_zoom"] == recorded["propagate"]["object_zoom"] == 0.6  # --zoom by default
+    assert recorded["finetune"]["lovasz_weight"] == 1.0  # the recommended settings
+    assert (recorded["propagate"]["dilate_previous"], recorded["propagate"]["threshold"]) == (10.0, 0.4)
     assert SegmentConfig.from_dict(recorded).finetune.steps == 2  # a run's config.yaml is a valid --config
     assert not (tmp_path / "run.partial").exists()
+
+
+def test_settings_files_and_flags_override_the_recommended_settings_key_by_key(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("finetune: {batch_size: 2}\npropagate: {threshold: 0.5}\n")
+    config = run.segment_config(settings, 7, None, None, base=run.RECOMMENDED_SETTINGS)
+    assert (config.finetune.steps, config.finetune.batch_size, config.finetune.lovasz_weight) == (7, 2, 1.0)
+    assert (config.propagate.threshold, config.propagate.dilate_previous) == (0.5, 10.0)
+    undilated = run.recommended_settings({"train_config": {"deform": {"dilate_prob": 0.0}}})  # a parent never shown dilated masks
+    assert undilated["propagate"]["dilate_previous"] == 0.0 and run.recommended_settings({}) == run.RECOMMENDED_SETTINGS
+    plain = run.segment_config(None, None, None, None)  # the benchmarks' way: the settings classes' own defaults
+    assert (plain.finetune.lovasz_weight, plain.propagate.threshold, plain.propagate.dilate_previous) == (0.0, 0.5, None)
+
+
+def test_cli_without_zoom_fine_tunes_and_propagates_whole_frames(tmp_path: Path, weights: Path, clip: tuple[Path, Path]) -> None:
+    out = tmp_path / "run"
+    assert segment(clip[0], "--mask", clip[1], "--weights", weights, "--out", out, "--finetune-steps", 1, "--no-zoom", "--no-report") == 0
+    recorded = yaml.safe_load((out / "config.yaml").read_text())
+    assert (recorded["finetune"]["augment"] or {}).get("object_zoom", 0.0) == recorded["propagate"]["object_zoom"] == 0.0
 
 
 def test_cli_runs_several_weights_as_an_ensemble_averaging_their_probabilities(tmp_path: Path, weights: Path,
