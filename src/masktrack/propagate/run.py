@@ -31,7 +31,7 @@ SHIPPED_WEIGHTS = "weights/default.safetensors"  # package data of masktrack
 ZOOM_FILL = 0.6  # --zoom: small objects are zoomed until their box spans this fraction of the view
 # What `masktrack segment` runs unless its --config or flags say otherwise (with --zoom, on by default): the DAVIS 2016
 # benchmark's settings that cost no more than plain MaskTrack's. On DAVIS 2016 val with the shipped model they score
-# J&F 0.691 against 0.606 for the settings classes' own defaults, in the same time (docs/accuracy.md).
+# J&F 0.691 against 0.606 for the settings classes' own defaults, in about the same time (docs/accuracy.md).
 RECOMMENDED_SETTINGS: dict[str, Any] = {
     "finetune": {"lovasz_weight": 1.0},
     "propagate": {"dilate_previous": 10.0, "threshold": 0.4},
