@@ -26,6 +26,7 @@ from masktrack.settings import load_yaml, merge, plain
 
 if TYPE_CHECKING:
     from masktrack.evaluate import EvaluationResult
+    from masktrack.train.config import TrainConfig
 
 SHIPPED_WEIGHTS = "weights/default.safetensors"  # package data of masktrack
 ZOOM_FILL = 0.6  # --zoom: small objects are zoomed until their box spans this fraction of the view
@@ -145,12 +146,18 @@ def load_parents(weights: SequenceOf[Path] | None, device: str) -> tuple[list[to
     return [model.eval() for model, _ in loaded], [metadata for _, metadata in loaded]
 
 
-def recommended_settings(metadata: dict[str, Any]) -> dict[str, Any]:
-    """:data:`RECOMMENDED_SETTINGS` for a parent with this metadata: one trained on undilated masks keeps undilated ones."""
+def trained_config(metadata: dict[str, Any]) -> TrainConfig | None:
+    """The offline training settings a parent checkpoint records, or None when it records none."""
     from masktrack.train.config import TrainConfig  # not at import: train imports this package
 
     offline = metadata.get("train_config")
-    if isinstance(offline, dict) and TrainConfig.from_dict(offline, source="the parent checkpoint's train_config").deform.dilate_prob == 0:
+    return TrainConfig.from_dict(offline, source="the parent checkpoint's train_config") if isinstance(offline, dict) else None
+
+
+def recommended_settings(metadata: dict[str, Any]) -> dict[str, Any]:
+    """:data:`RECOMMENDED_SETTINGS` for a parent with this metadata: one trained on undilated masks keeps undilated ones."""
+    trained = trained_config(metadata)
+    if trained is not None and trained.deform.dilate_prob == 0:
         return merge(RECOMMENDED_SETTINGS, {"propagate": {"dilate_previous": 0.0}})
     return RECOMMENDED_SETTINGS
 
@@ -160,12 +167,9 @@ def inherit_offline_settings(config: SegmentConfig, metadata: dict[str, Any]) ->
 
     A parent trained without dilated masks (``dilate_prob`` 0) propagates undilated masks.
     """
-    from masktrack.train.config import TrainConfig  # not at import: train imports this package
-
-    offline = metadata.get("train_config")
-    if not isinstance(offline, dict):
+    trained = trained_config(metadata)
+    if trained is None:
         return
-    trained = TrainConfig.from_dict(offline, source="the parent checkpoint's train_config")
     config.finetune.augment = config.finetune.augment or trained.augment
     config.finetune.deform = config.finetune.deform or trained.deform
     if config.propagate.dilate_previous is None:
