@@ -17,6 +17,13 @@ parents' networks as an ensemble, their probabilities averaged on every frame:
     .venv/bin/python benchmarks/davis2016_propagation.py --out runs/ens-2 \\
         --parent src/masktrack/weights/default.safetensors runs/d16-seed1/parent/model.safetensors \\
         --networks runs/ft-shipped runs/ft-seed1
+
+and one parent's networks fine-tuned with two seeds likewise, one ``--finetune-config`` per folder:
+
+    .venv/bin/python benchmarks/davis2016_propagation.py --out runs/ens-ftseeds --finetune-steps 400 \\
+        --parent src/masktrack/weights/default.safetensors src/masktrack/weights/default.safetensors \\
+        --networks runs/ft-shipped-400 runs/ft-shipped-400-seed1 \\
+        --finetune-config benchmarks/davis2016-segment.yaml benchmarks/davis2016-ablations/seed-1.yaml
 """
 
 from __future__ import annotations
@@ -54,8 +61,9 @@ def parse_args() -> argparse.Namespace:
                         help="parent checkpoint(s) (default: the shipped model); several run as an ensemble")
     parser.add_argument("--networks", type=Path, nargs="+", required=True,
                         help="folder of fine-tuned networks (filled when missing), one per --parent")
-    parser.add_argument("--finetune-config", type=Path, default=REPO / "benchmarks" / "davis2016-segment.yaml",
-                        help="YAML whose finetune: section fine-tunes the networks (default: the benchmark's)")
+    parser.add_argument("--finetune-config", type=Path, nargs="+", default=[REPO / "benchmarks" / "davis2016-segment.yaml"],
+                        help="YAML whose finetune: section fine-tunes the networks (default: the benchmark's); "
+                             "one for all parents, or one per --parent (e.g. another fine-tuning seed)")
     parser.add_argument("--finetune-steps", type=int, default=100, help="online fine-tuning steps (default: 100, the benchmark's)")
     parser.add_argument("--segment-config", type=Path, default=REPO / "benchmarks" / "davis2016-segment.yaml",
                         help="YAML whose propagate: section is measured (default: the benchmark's)")
@@ -65,6 +73,9 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if len(args.parent) != len(args.networks):
         parser.error(f"{len(args.parent)} --parent file(s) for {len(args.networks)} --networks folder(s): give one folder per parent")
+    if len(args.finetune_config) not in (1, len(args.parent)):
+        parser.error(f"{len(args.finetune_config)} --finetune-config files for {len(args.parent)} --parent file(s): give one, or one per parent")
+    args.finetune_config *= len(args.parent) // len(args.finetune_config)
     return args
 
 
@@ -104,8 +115,8 @@ def main() -> None:
     config = segment_config(args.segment_config, args.finetune_steps, None, args.size)
     inherit_offline_settings(config, metadatas[0])
     tunings = []  # each parent is fine-tuned with the settings it was trained with, as in a run of its own
-    for parent_path, networks_dir, metadata in zip(args.parent, args.networks, metadatas):
-        tunings.append(segment_config(args.finetune_config, args.finetune_steps, None, args.size))
+    for parent_path, networks_dir, metadata, finetune_config in zip(args.parent, args.networks, metadatas, args.finetune_config):
+        tunings.append(segment_config(finetune_config, args.finetune_steps, None, args.size))
         inherit_offline_settings(tunings[-1], metadata)
         record_networks(networks_dir, parent_path, tunings[-1])
     sequences = open_davis(args.davis, split="val", sequences=args.sequences)
