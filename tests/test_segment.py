@@ -207,6 +207,28 @@ def test_flip_averaging_makes_predictions_mirror_equivariant() -> None:
     torch.testing.assert_close((predict({1: net}, image, {1: mask})[1] + mirrored[False]) / 2, mirrored[True], atol=1e-6, rtol=0)
 
 
+def test_amp_runs_the_network_in_bf16_while_propagating_and_fine_tuning() -> None:
+    """``amp``: bf16 forward passes, fp32 probabilities close to fp32's, fp32 weights that fine-tuning still moves."""
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(backbone="mobilenet_v2", output_stride=16, head_channels=8)).eval()
+    dtypes: list[torch.dtype] = []
+    net.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    image, mask = torch.rand(1, 3, 32, 48), (torch.rand(32, 48) > 0.7).float()
+    exact, fast = (predict({1: net}, image, {1: mask}, amp=amp)[1] for amp in (False, True))
+    assert dtypes == [torch.float32, torch.bfloat16] and fast.dtype == torch.float32
+    assert 0 < (exact - fast).abs().max() < 0.05
+    labels = np.zeros((32, 48), np.uint8)
+    labels[8:24, 8:24] = 1
+    config = finetuning.FinetuneConfig(steps=2, batch_size=2, amp=True)
+    tuned = finetuning.finetune(net, [(square_frame((32, 48), (8, 8), 16), labels)], config, progress=False)[1]
+    assert set(dtypes[2:]) == {torch.bfloat16} and len(dtypes) == 4
+    weights = dict(tuned.named_parameters())
+    assert all(p.dtype == torch.float32 for p in weights.values())
+    assert any(not torch.equal(p, weights[name]) for name, p in net.named_parameters())
+    assert run.segment_config(None, None, None, None, amp=True).propagate.amp  # --amp sets both stages
+    assert run.segment_config(None, None, None, None, amp=True).finetune.amp
+
+
 def test_crf_snaps_a_noisy_mask_to_the_image_edges_and_keeps_a_confident_one() -> None:
     generator = torch.Generator().manual_seed(0)
     truth = torch.zeros(60, 80)

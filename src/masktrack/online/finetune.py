@@ -32,6 +32,7 @@ from masktrack.augment.recompose import RecomposeConfig, inpaint_backgrounds, re
 from masktrack.augment.transforms import AugmentConfig, augment_batch
 from masktrack.model.ensemble import ensemble_per_object
 from masktrack.model.losses import segmentation_loss
+from masktrack.model.precision import bf16_autocast
 from masktrack.propagate.propagate import image_tensor, mask_tensor, processing_size
 
 MODES = ("shared", "per_object")
@@ -51,6 +52,7 @@ class FinetuneConfig:
     deform: DeformConfig | None = None  # None: the parent's offline settings (else the defaults)
     recompose: RecomposeConfig = field(default_factory=RecomposeConfig)  # objects moved over their inpainted background
     feedback_prob: float = 0.0  # share of samples whose previous mask is deformed from the network's own prediction
+    amp: bool = False  # forward passes in bf16 autocast (masktrack.model.precision: faster where bf16 is native)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -150,10 +152,12 @@ def _train_copy(
         previous = deform_masks(batch_masks, deform, generator)[:, None].to(batch_images.dtype)
         if config.feedback_prob:
             chosen = torch.rand(len(batch_images), generator=generator) < config.feedback_prob
-            previous = fed_back_masks(model, batch_images, previous, chosen,
-                                      lambda predicted, _: deform_masks(predicted, deform, generator))
-        logits = model(batch_images, previous)
-        loss = segmentation_loss(logits, batch_masks > 0.5, lovasz_weight=config.lovasz_weight)
+            with bf16_autocast(device, config.amp):
+                previous = fed_back_masks(model, batch_images, previous, chosen,
+                                          lambda predicted, _: deform_masks(predicted, deform, generator))
+        with bf16_autocast(device, config.amp):
+            logits = model(batch_images, previous)
+        loss = segmentation_loss(logits.float(), batch_masks > 0.5, lovasz_weight=config.lovasz_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

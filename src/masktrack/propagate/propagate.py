@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masktrack.augment.deform import REFERENCE_HEIGHT, DeformConfig, dilate_disk
+from masktrack.model.precision import bf16_autocast
 from masktrack.propagate.crf import CRFConfig, refine
 from masktrack.propagate.flow import StreamFlow, gray_frame, warp_masks
 from masktrack.propagate.zoom import crop_views, object_view, paste_views
@@ -66,6 +67,7 @@ class PropagateConfig:
     max_zoom: float = 3.0  # ... by at most this factor
     threshold: float = BACKGROUND_THRESHOLD  # a pixel is an object's where its probability exceeds this (merge rule above)
     crf: CRFConfig | None = None  # refine each frame's probabilities with a local dense CRF (masktrack.propagate.crf)
+    amp: bool = False  # forward passes in bf16 autocast (masktrack.model.precision: faster where bf16 is native)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.object_zoom <= 1.0 or self.max_zoom < 1.0:
@@ -146,6 +148,7 @@ def predict(
     dilation: float = 0.0,
     flip: bool = False,
     views: Mapping[int, torch.Tensor] | None = None,
+    amp: bool = False,
 ) -> dict[int, torch.Tensor]:
     """Object probabilities ``(h, w)`` for each id in ``previous``, one forward pass per network.
 
@@ -153,7 +156,8 @@ def predict(
     and previous mask are cropped to it, and their probabilities pasted back into the frame.
     The previous masks are dilated by a disk of ``dilation`` pixels (in view pixels). With ``flip``, the
     mirrored image and masks join the batch and the mirrored-back probabilities are averaged in,
-    which makes the prediction exactly equivariant to horizontal mirroring.
+    which makes the prediction exactly equivariant to horizontal mirroring. With ``amp`` the networks
+    run in bf16 autocast.
     """
     views = views or {}
     probabilities: dict[int, torch.Tensor] = {}
@@ -169,7 +173,9 @@ def predict(
         masks = dilate_disk(masks[:, 0], dilation)[:, None] if dilation > 0 else masks
         if flip:
             images, masks = torch.cat([images, images.flip(-1)]), torch.cat([masks, masks.flip(-1)])
-        object_probability = model(images, masks).float().softmax(dim=1)[:, 1]
+        with bf16_autocast(image.device, amp):
+            logits = model(images, masks)
+        object_probability = logits.float().softmax(dim=1)[:, 1]
         if flip:
             direct, mirrored = object_probability.chunk(2)
             object_probability = (direct + mirrored.flip(-1)) / 2
@@ -220,7 +226,7 @@ def propagate(
             views = {i: view for i, mask in previous.items()
                      if (view := object_view(mask, config.object_zoom, config.max_zoom)) is not None} if config.object_zoom else None
             network_image = image_tensor(image, size, device)
-            small = predict(models, network_image, previous, dilation * size[0] / REFERENCE_HEIGHT, config.flip, views)
+            small = predict(models, network_image, previous, dilation * size[0] / REFERENCE_HEIGHT, config.flip, views, config.amp)
             ids = list(small)
             full_stack = torch.stack([small[i] for i in ids])
             if config.crf is not None:

@@ -41,7 +41,7 @@ CONFIG_YAML = "config.yaml"
 
 
 def segment_config(path: Path | None, steps: int | None, mode: str | None, size: int | None, flip: bool = False,
-                   flow: bool = False, base: dict[str, Any] | None = None) -> SegmentConfig:
+                   flow: bool = False, amp: bool = False, base: dict[str, Any] | None = None) -> SegmentConfig:
     """Settings from ``base`` updated by a YAML file (else the settings classes' defaults), then the command-line overrides."""
     values = merge(base or {}, load_yaml(path) if path is not None else {})
     config = SegmentConfig.from_dict(values, source=str(path or "settings"))
@@ -59,6 +59,8 @@ def segment_config(path: Path | None, steps: int | None, mode: str | None, size:
         config.propagate.flip = True
     if flow:
         config.propagate.flow = True
+    if amp:
+        config.finetune.amp = config.propagate.amp = True
     return config
 
 

@@ -40,6 +40,7 @@ from masktrack.augment.feedback import fed_back_masks
 from masktrack.errors import InputError
 from masktrack.model import MaskTrackNet, build_model, checkpoint_weights, save_checkpoint
 from masktrack.model.losses import segmentation_loss
+from masktrack.model.precision import bf16_autocast
 from masktrack.propagate.distributed import Ranks, close_ranks, init_ranks
 from masktrack.propagate.propagate import processing_size
 from masktrack.propagate.run import choose_device
@@ -303,8 +304,8 @@ class _Trainer:
         with self._autocast():
             return fed_back_masks(self.network, images, previous, feedback_rows(seeds, self.config.feedback_prob), deform)
 
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+    def _autocast(self) -> torch.autocast:
+        return bf16_autocast(self.device, self.amp)
 
     def _diverged(self, loss: float, gradient: float) -> None:
         saved = self.out_dir / STATE_FILE

@@ -1,0 +1,16 @@
+"""bf16 autocast for the forward passes of training, online fine-tuning and propagation.
+
+On GPUs with bf16 and on CPUs with native bf16 instructions (AVX512-BF16, AMX) the network runs
+faster in bf16 (an AMD EPYC with AVX512-BF16: training steps 1.37x, fine-tuning steps and 240p
+inference faster still, docs/segmentation.md); where bf16 is emulated it may be slower than fp32.
+Weights, optimiser state and losses stay fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def bf16_autocast(device: torch.device | str, enabled: bool = True) -> torch.autocast:
+    """A ``torch.autocast`` context in bfloat16 for ``device``'s type (a no-op when not ``enabled``)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
