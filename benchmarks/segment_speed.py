@@ -16,11 +16,13 @@ as in DAVIS) compares the fine-tuning modes.
     .venv/bin/python benchmarks/segment_speed.py
     .venv/bin/python benchmarks/segment_speed.py --output-strides 16 --objects 3 --weights parent.safetensors --videos 5
     .venv/bin/python benchmarks/segment_speed.py --output-strides 16 --objects 1 --steps 0 --flip off on  # test-time flip's cost
+    .venv/bin/python benchmarks/segment_speed.py --output-strides 16 --objects 1 --amp off on --videos 3  # bf16 autocast's gain
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import time
 from dataclasses import replace
@@ -51,6 +53,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4, help="fine-tuning batch size")
     parser.add_argument("--flip", nargs="+", choices=["off", "on"], default=["off"],
                         help="mirrored-frame averaging in propagation ('off on': a row for each, side by side)")
+    parser.add_argument("--amp", nargs="+", choices=["off", "on"], default=["off"],
+                        help="bf16 autocast in fine-tuning and propagation ('off on': a row for each, side by side)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return parser.parse_args()
 
@@ -71,14 +75,14 @@ def clocks() -> np.ndarray:
     return np.array([time.perf_counter(), time.process_time()])
 
 
-def measure(parent: torch.nn.Module, video: SyntheticVideo, mode: str, steps: int, batch_size: int, flip: bool) -> np.ndarray:
+def measure(parent: torch.nn.Module, video: SyntheticVideo, mode: str, steps: int, batch_size: int, flip: bool, amp: bool) -> np.ndarray:
     """Fine-tuning wall and CPU seconds, propagation frames per wall and per CPU second (first
     frame excluded), and the J&F mean."""
-    config = FinetuneConfig(steps=steps, batch_size=batch_size, mode=mode)
+    config = FinetuneConfig(steps=steps, batch_size=batch_size, mode=mode, amp=amp)
     start = clocks()
     models = finetune(parent, [(video.frames[0], video.labels[0])], config, "cpu", torch.Generator().manual_seed(0), progress=False)
     finetune_s = clocks() - start
-    stream = propagate(iter(video.frames), models, {0: video.labels[0]}, PropagateConfig(flip=flip), "cpu")
+    stream = propagate(iter(video.frames), models, {0: video.labels[0]}, PropagateConfig(flip=flip, amp=amp), "cpu")
     next(stream)  # the given first frame
     ids = [int(i) for i in np.unique(video.labels[0]) if i != 0]
     scores = []
@@ -102,17 +106,17 @@ def main() -> None:
           f"{config.backbone} head {config.head_channels} skip {config.low_level_skip}, {width}x{height}, {args.frames} frames, "
           f"{args.videos} video(s) per row, {args.steps} fine-tuning steps of batch {args.batch_size}, "
           f"{'weights ' + args.weights if args.weights else 'random weights'}")
-    print("| output stride | objects | mode | flip | fine-tuning (s) | fine-tuning (CPU s) | propagation (frames/s) | propagation (frames/CPU s) |"
+    print("| output stride | objects | mode | flip | amp | fine-tuning (s) | fine-tuning (CPU s) | propagation (frames/s) | propagation (frames/CPU s) |"
           + (" J&F mean |" if args.weights else ""))
-    print("| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |" + (" ---: |" if args.weights else ""))
+    print("| ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: |" + (" ---: |" if args.weights else ""))
     for stride, parent in parents.items():
         for count in args.objects:
             videos = [generate_video(seed, num_frames=args.frames, size=(height, width), num_objects=count) for seed in range(args.videos)]
             for mode in args.modes if count > 1 else args.modes[:1]:
-                for flip in args.flip:
+                for flip, amp in itertools.product(args.flip, args.amp):
                     finetune_s, finetune_cpu, fps, fps_cpu, score = np.mean(
-                        [measure(parent, video, mode, args.steps, args.batch_size, flip == "on") for video in videos], axis=0)
-                    row = f"| {stride} | {count} | {mode} | {flip} | {finetune_s:.1f} | {finetune_cpu:.1f} | {fps:.1f} | {fps_cpu:.1f} |"
+                        [measure(parent, video, mode, args.steps, args.batch_size, flip == "on", amp == "on") for video in videos], axis=0)
+                    row = f"| {stride} | {count} | {mode} | {flip} | {amp} | {finetune_s:.1f} | {finetune_cpu:.1f} | {fps:.1f} | {fps_cpu:.1f} |"
                     row += f" {100 * score:.1f} |" if args.weights else ""
                     print(row, flush=True)
 

@@ -26,7 +26,9 @@ from masktrack.data.synth import generate_dataset, generate_video
 from masktrack.data.video import VideoWriter
 from masktrack.demo import DEFAULT_SETTINGS, segment_settings, train_parent
 from masktrack.evaluate import evaluate_dataset
+from masktrack.errors import InputError
 from masktrack.model import ModelConfig, ProbabilityEnsemble, build_model, ensemble_per_object, save_checkpoint
+from masktrack.model.precision import require_bf16
 from masktrack.online import finetune as finetuning
 from masktrack.propagate import run
 from masktrack.propagate.flow import warp_masks
@@ -227,6 +229,14 @@ def test_amp_runs_the_network_in_bf16_while_propagating_and_fine_tuning() -> Non
     assert any(not torch.equal(p, weights[name]) for name, p in net.named_parameters())
     assert run.segment_config(None, None, None, None, amp=True).propagate.amp  # --amp sets both stages
     assert run.segment_config(None, None, None, None, amp=True).finetune.amp
+
+
+def test_amp_on_a_gpu_without_bf16_is_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Old GPU")
+    with pytest.raises(InputError, match="Old GPU does not support bfloat16"):
+        require_bf16("cuda")
+    require_bf16("cpu")
 
 
 def test_crf_snaps_a_noisy_mask_to_the_image_edges_and_keeps_a_confident_one() -> None:

@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from masktrack.errors import InputError
+    from masktrack.model.precision import require_bf16
     from masktrack.propagate.distributed import close_ranks, init_ranks
     from masktrack.propagate.run import (
         choose_device, copy_overlay, inherit_offline_settings, load_parents, open_sequences, recommended_settings, segment_config,
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         config = segment_config(args.config, args.finetune_steps, args.finetune_mode, args.size, args.flip, args.flow,
                                 args.amp, base=recommended_settings(metadatas[0]))
         inherit_offline_settings(config, metadatas[0])
+        if config.finetune.amp or config.propagate.amp:
+            require_bf16(device)
         if args.zoom:
             zoom_small_objects(config)
         segment_run(parents, sequences, config, args.out, device, vars(args), overwrite=args.overwrite, ranks=ranks,

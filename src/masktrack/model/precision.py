@@ -1,14 +1,23 @@
 """bf16 autocast for the forward passes of training, online fine-tuning and propagation.
 
 On GPUs with bf16 and on CPUs with native bf16 instructions (AVX512-BF16, AMX) the network runs
-faster in bf16 (an AMD EPYC with AVX512-BF16: training steps 1.37x, fine-tuning steps and 240p
-inference faster still, docs/segmentation.md); where bf16 is emulated it may be slower than fp32.
+faster in bf16 (an AMD EPYC with AVX512-BF16: training steps 1.37x faster, docs/training.md; the
+online stage gains less, docs/segmentation.md); where bf16 is emulated it may be slower than fp32.
 Weights, optimiser state and losses stay fp32.
 """
 
 from __future__ import annotations
 
 import torch
+
+from masktrack.errors import InputError
+
+
+def require_bf16(device: torch.device | str) -> None:
+    """InputError when ``device`` is a CUDA GPU without bfloat16 support (CPUs run bf16 everywhere)."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InputError(f"amp: {torch.cuda.get_device_name(device)} does not support bfloat16")
 
 
 def bf16_autocast(device: torch.device | str, enabled: bool = True) -> torch.autocast:

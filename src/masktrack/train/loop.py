@@ -40,7 +40,7 @@ from masktrack.augment.feedback import fed_back_masks
 from masktrack.errors import InputError
 from masktrack.model import MaskTrackNet, build_model, checkpoint_weights, save_checkpoint
 from masktrack.model.losses import segmentation_loss
-from masktrack.model.precision import bf16_autocast
+from masktrack.model.precision import bf16_autocast, require_bf16
 from masktrack.propagate.distributed import Ranks, close_ranks, init_ranks
 from masktrack.propagate.propagate import processing_size
 from masktrack.propagate.run import choose_device
@@ -119,10 +119,9 @@ class _Trainer:
     def __init__(self, config: TrainConfig, out_dir: Path, ranks: Ranks, device: str, progress: bool) -> None:
         self.config, self.out_dir, self.ranks, self.device = config, out_dir, ranks, torch.device(device)
         self.progress = progress and ranks.is_main
-        supports_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-        self.amp = supports_bf16 if config.amp is None else bool(config.amp)
-        if self.amp and self.device.type == "cuda" and not supports_bf16:
-            raise InputError(f"amp: {torch.cuda.get_device_name(self.device)} does not support bfloat16")
+        self.amp = (self.device.type == "cuda" and torch.cuda.is_bf16_supported()) if config.amp is None else bool(config.amp)
+        if self.amp:
+            require_bf16(self.device)
         micro_total = ranks.world_size * config.accumulate
         if config.batch_size % micro_total:
             raise InputError(f"batch_size {config.batch_size} is not a multiple of world size x accumulate = {micro_total}")
