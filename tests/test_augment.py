@@ -125,6 +125,18 @@ def test_coarsen_and_drop_keep_the_object_recognisable() -> None:
     assert (area > 0).all() and (area < 1).float().mean() > 0.8
 
 
+def test_spurious_regions_only_add_near_the_object_and_keep_the_other_draws() -> None:
+    mask = blob(96, 160)
+    plain = deform_masks(batch_of(mask, 16), DeformConfig(), seeded(9)) > 0.5
+    leaked = deform_masks(batch_of(mask, 16), DeformConfig(spurious_prob=1.0), seeded(9)) > 0.5
+    assert (plain & ~leaked).sum() == 0  # the same deformation underneath, the region only adds
+    added = (leaked & ~plain).flatten(1).sum(1)
+    assert (added > 0).float().mean() > 0.5  # some ellipses fall inside the mask or off the image
+    assert (leaked.flatten(1).sum(1) < 4 * mask.sum()).all()  # regions stay about the object's size
+    alone = deform_masks(batch_of(mask, 8), DeformConfig().only("spurious"), seeded(2)) > 0.5
+    assert alone[:, mask].all() and (alone.flatten(1).sum(1) > mask.sum()).any()  # the true mask plus a region
+
+
 def test_empty_masks_stay_empty_and_empty_case_empties() -> None:
     masks = torch.zeros(3, 64, 96)
     assert not deform_masks(masks, generator=seeded()).any()
