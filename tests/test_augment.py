@@ -133,6 +133,12 @@ def test_spurious_regions_only_add_near_the_object_and_keep_the_other_draws() ->
     added = (leaked & ~plain).flatten(1).sum(1)
     assert (added > 0).float().mean() > 0.5  # some ellipses fall inside the mask or off the image
     assert (leaked.flatten(1).sum(1) < 4 * mask.sum()).all()  # regions stay about the object's size
+    ys, xs = mask.nonzero(as_tuple=True)
+    box = torch.tensor([ys.max() - ys.min() + 1, xs.max() - xs.min() + 1]).float()
+    reach = box + 0.4 * box.prod().sqrt() + 1  # the centre within a box size, plus the largest semi-axis
+    added_ys, added_xs = (leaked & ~plain).any(0).nonzero(as_tuple=True)
+    assert added_ys.min() >= ys.min() - reach[0] and added_ys.max() <= ys.max() + reach[0]
+    assert added_xs.min() >= xs.min() - reach[1] and added_xs.max() <= xs.max() + reach[1]
     alone = deform_masks(batch_of(mask, 8), DeformConfig().only("spurious"), seeded(2)) > 0.5
     assert alone[:, mask].all() and (alone.flatten(1).sum(1) > mask.sum()).any()  # the true mask plus a region
 
