@@ -176,6 +176,30 @@ def test_feedback_feeds_some_samples_the_networks_own_prediction(synthetic_davis
         TrainConfig.from_dict({"feedback_prob": 1.5})
 
 
+def test_weight_average_moves_part_of_the_way_and_copies_counters() -> None:
+    network = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = loop.WeightAverage(network, decay=0.75)
+    start = {name: value.clone() for name, value in network.state_dict().items()}
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(4.0)
+    network.train()(torch.randn(8, 2))  # moves the running statistics and the batch counter
+    average.update(network)
+    for name, value in average.network.state_dict().items():
+        current = network.state_dict()[name]
+        expected = 0.75 * start[name] + 0.25 * current if value.is_floating_point() else current
+        torch.testing.assert_close(value, expected, msg=name)
+    assert not average.network.training and not any(p.requires_grad for p in average.network.parameters())
+
+
+def test_ema_run_saves_the_average(synthetic_davis: Path, tmp_path: Path) -> None:
+    config = tiny_config([f"{synthetic_davis}:train"], ema_decay=0.5)
+    saved = load_file(train(config, tmp_path / "run", progress=False))
+    state = torch.load(tmp_path / "run" / STATE_FILE, weights_only=True)
+    assert all(torch.equal(saved[name], state["average"][name]) for name in saved)
+    assert not all(torch.equal(saved[name], state["model"][name]) for name in saved)
+
+
 def test_init_starts_from_a_trained_checkpoint(synthetic_davis: Path, tmp_path: Path) -> None:
     """``init`` loads a trained network (backbone batch norms then stay frozen); another network is refused."""
     data = [f"{synthetic_davis}:train"]
@@ -218,9 +242,10 @@ def test_two_processes_train_the_same_model_as_one(synthetic_davis: Path, tmp_pa
     assert float(metric_rows(tmp_path / "ddp")[-1]["iou"]) == pytest.approx(float(metric_rows(tmp_path / "single")[-1]["iou"]), abs=1e-4)
 
 
+@pytest.mark.parametrize("ema_decay", [0.0, 0.5])
 def test_resumed_run_ends_bitwise_equal_to_an_uninterrupted_one(synthetic_davis: Path, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    config = tiny_config([f"{synthetic_davis}:train"])
+                                                                 monkeypatch: pytest.MonkeyPatch, ema_decay: float) -> None:
+    config = tiny_config([f"{synthetic_davis}:train"], ema_decay=ema_decay)
     reference = load_file(train(config, tmp_path / "reference", progress=False))
 
     original = loop.segmentation_loss

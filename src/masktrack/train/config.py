@@ -39,7 +39,8 @@ class TrainConfig:
     (DeepLab-v2 style), ``train`` updates them; ``auto`` freezes them when pretrained weights
     are loaded. ``init`` starts from a trained masktrack checkpoint instead (e.g. the shipped
     model, to adapt it to new data), with a fresh optimizer and schedule. The head's batch
-    norms always train. Training batch norms normalise over the micro-batches of all processes
+    norms always train. ``ema_decay`` > 0 keeps an exponential moving average of the weights
+    (and batch-norm statistics), which validation scores and the run saves. Training batch norms normalise over the micro-batches of all processes
     together (``batch_size / accumulate`` samples, on CPU/gloo too), so the world size does not
     change the model but ``accumulate`` does. ``amp`` None:
     bf16 autocast on CUDA devices that support it, off on CPU. Validation holds out whole
@@ -70,6 +71,7 @@ class TrainConfig:
     poly_power: float = 0.9
     class_balance: bool = False
     lovasz_weight: float = 0.0  # loss: cross-entropy plus this times the Lovász hinge (an IoU surrogate)
+    ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights (this decay per step)
     batch_norm: str = "auto"
     amp: bool | None = None
     device: str = "auto"
@@ -102,6 +104,7 @@ class TrainConfig:
                 self.checkpoint_every, self.val_every, self.log_every) >= 0,
             "val_fraction must be in [0, 1)": 0 <= self.val_fraction < 1,
             "feedback_prob must be in [0, 1]": 0 <= self.feedback_prob <= 1,
+            "ema_decay must be in [0, 1)": 0 <= self.ema_decay < 1,
             "val_samples must be >= 1": self.val_samples >= 1,
             "init and pretrained are exclusive (a trained checkpoint holds the whole network)": (
                 self.init is None or self.pretrained is None),

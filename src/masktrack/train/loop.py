@@ -6,8 +6,9 @@ rank 0 writes every file). The run folder holds::
     config.yaml         the full effective TrainConfig (a valid --config file)
     metrics.csv         one row per logged training step and per validation
     tensorboard/        the same scalars for TensorBoard (when tensorboard is installed)
-    checkpoint.pt       training state (model, optimizer, schedule, step, RNG), for --resume
-    model.safetensors   the trained network (written last: its presence means the run finished)
+    checkpoint.pt       training state (model, its moving average, optimizer, schedule, step, RNG), for --resume
+    model.safetensors   the trained network, or its moving average with ``ema_decay`` (written last: its
+                        presence means the run finished)
 
 Training state is saved atomically every ``checkpoint_every`` steps and after every epoch.
 A non-finite loss or gradient stops the run with :class:`TrainingDiverged` before the
@@ -16,6 +17,7 @@ optimizer step, so the last checkpoint on disk is always a good one.
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import random
@@ -113,6 +115,23 @@ def poly_schedule(warmup_steps: int, total_steps: int, power: float):
     return factor
 
 
+class WeightAverage:
+    """An exponential moving average of a network's weights and batch-norm statistics, updated every step."""
+
+    def __init__(self, network: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.network = copy.deepcopy(network).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, network: nn.Module) -> None:
+        """Move the average ``1 - decay`` of the way to ``network``'s current values (counters are copied)."""
+        for averaged, current in zip(self.network.state_dict().values(), network.state_dict().values(), strict=True):
+            if averaged.is_floating_point():
+                averaged.lerp_(current, 1 - self.decay)
+            else:
+                averaged.copy_(current)
+
+
 class _Trainer:
     """One training run on this process (state shared by the steps of :func:`train`)."""
 
@@ -145,6 +164,7 @@ class _Trainer:
         if self.ranks.is_main:  # the effective settings, so that a later --resume continues with them
             save_yaml(self.config, self.out_dir / CONFIG_FILE)
         self.model, self.network = self._model(load_pretrained=state is None)
+        self.average = WeightAverage(self.network, self.config.ema_decay) if self.config.ema_decay else None
         self.optimizer = self._optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, poly_schedule(self.config.warmup_steps, self.total_steps, self.config.poly_power))
@@ -156,10 +176,15 @@ class _Trainer:
             self._loop(train_set, val_set)
         final = self.out_dir / MODEL_FILE
         if self.ranks.is_main:
-            save_checkpoint(final, self.network, {"train_config": self.config.to_dict(), "step": self.step,
+            save_checkpoint(final, self.result, {"train_config": self.config.to_dict(), "step": self.step,
                                                   **self.last_validation})
         self.ranks.gather(None)  # the final model exists before any rank returns
         return final
+
+    @property
+    def result(self) -> MaskTrackNet:
+        """The network that validation scores and the run saves: the moving average when there is one."""
+        return self.network if self.average is None else self.average.network
 
     def _prepare_folder(self, resume: bool, overwrite: bool) -> None:
         """Rank 0 refuses or clears an existing run folder; every rank learns the outcome."""
@@ -292,6 +317,8 @@ class _Trainer:
             self._diverged(loss, gradient.item())
         self.optimizer.step()
         self.scheduler.step()
+        if self.average is not None:
+            self.average.update(self.network)
         return loss, int(total[1].item())
 
     def _fed_back(self, images: torch.Tensor, previous: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
@@ -317,7 +344,7 @@ class _Trainer:
     @torch.no_grad()
     def _validate(self, val_set: MaskTrackSamples, epoch: int) -> None:
         """Mean IoU of the predictions and of the deformed input masks over the held-out samples."""
-        self.network.eval()
+        network = self.result.eval()
         keys = [(0, index) for index in range(self.ranks.rank, len(val_set), self.ranks.world_size)]
         loader = DataLoader(val_set, batch_size=self.micro_batch, sampler=keys, num_workers=self.config.workers)
         sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss, iou, input iou, samples
@@ -325,7 +352,7 @@ class _Trainer:
             images, masks = images.to(self.device), masks.to(self.device)
             previous = previous_masks(masks, seeds, self.config.deform)
             with self._autocast():
-                logits = self.network(images, previous)
+                logits = network(images, previous)
             truth = masks.bool()
             sums += torch.stack([
                 segmentation_loss(logits, masks, self.config.class_balance, self.config.lovasz_weight).double() * len(images),
@@ -350,6 +377,7 @@ class _Trainer:
             "step": self.step,
             "config": self.config.to_dict(),
             "model": self.network.state_dict(),
+            "average": None if self.average is None else self.average.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng,
@@ -376,6 +404,8 @@ class _Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.network.load_state_dict(state["model"])
+        if self.average is not None:
+            self.average.network.load_state_dict(state["average"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scheduler.base_lrs = [self.config.lr for _ in self.optimizer.param_groups]
