@@ -176,18 +176,20 @@ def test_feedback_feeds_some_samples_the_networks_own_prediction(synthetic_davis
         TrainConfig.from_dict({"feedback_prob": 1.5})
 
 
-def test_weight_average_moves_part_of_the_way_and_copies_counters() -> None:
+def test_weight_average_weighs_past_values_exponentially_without_the_start() -> None:
     network = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     average = loop.WeightAverage(network, decay=0.75)
-    start = {name: value.clone() for name, value in network.state_dict().items()}
-    with torch.no_grad():
-        for parameter in network.parameters():
-            parameter.add_(4.0)
-    network.train()(torch.randn(8, 2))  # moves the running statistics and the batch counter
-    average.update(network)
+    history = []
+    for step in range(3):
+        with torch.no_grad():
+            for parameter in network.parameters():
+                parameter.add_(4.0 * (step + 1))
+        network.train()(torch.randn(8, 2))  # moves the running statistics and the batch counter
+        average.update(network)
+        history.append({name: value.clone() for name, value in network.state_dict().items()})
+    weights = torch.tensor([0.75 ** 2, 0.75, 1.0]) * 0.25 / (1 - 0.75 ** 3)
     for name, value in average.network.state_dict().items():
-        current = network.state_dict()[name]
-        expected = 0.75 * start[name] + 0.25 * current if value.is_floating_point() else current
+        expected = sum(w * h[name] for w, h in zip(weights, history)) if value.is_floating_point() else history[-1][name]
         torch.testing.assert_close(value, expected, msg=name)
     assert not average.network.training and not any(p.requires_grad for p in average.network.parameters())
 

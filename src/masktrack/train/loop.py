@@ -116,18 +116,25 @@ def poly_schedule(warmup_steps: int, total_steps: int, power: float):
 
 
 class WeightAverage:
-    """An exponential moving average of a network's weights and batch-norm statistics, updated every step."""
+    """An exponential moving average of a network's weights and batch-norm statistics, updated every step.
+
+    Bias-corrected as Adam's moments are: after ``n`` updates each past value weighs
+    ``(1 - decay) * decay**age / (1 - decay**n)``, so the starting weights never count and a short run
+    is averaged over what it has.
+    """
 
     def __init__(self, network: nn.Module, decay: float) -> None:
-        self.decay = decay
+        self.decay, self.updates = decay, 0
         self.network = copy.deepcopy(network).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, network: nn.Module) -> None:
-        """Move the average ``1 - decay`` of the way to ``network``'s current values (counters are copied)."""
+        """Fold in ``network``'s current values (counters are copied)."""
+        self.updates += 1
+        weight = (1 - self.decay) / (1 - self.decay ** self.updates)
         for averaged, current in zip(self.network.state_dict().values(), network.state_dict().values(), strict=True):
             if averaged.is_floating_point():
-                averaged.lerp_(current, 1 - self.decay)
+                averaged.lerp_(current, weight)
             else:
                 averaged.copy_(current)
 
@@ -406,6 +413,7 @@ class _Trainer:
         self.network.load_state_dict(state["model"])
         if self.average is not None:
             self.average.network.load_state_dict(state["average"])
+            self.average.updates = int(state["step"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scheduler.base_lrs = [self.config.lr for _ in self.optimizer.param_groups]
