@@ -40,9 +40,9 @@ class TrainConfig:
     are loaded. ``init`` starts from a trained masktrack checkpoint instead (e.g. the shipped
     model, to adapt it to new data), with a fresh optimizer and schedule. The head's batch
     norms always train. ``ema_decay`` > 0 keeps an exponential moving average of the weights
-    (and batch-norm statistics), which validation scores and the run saves. Training batch norms normalise over the micro-batches of all processes
-    together (``batch_size / accumulate`` samples, on CPU/gloo too), so the world size does not
-    change the model but ``accumulate`` does. ``amp`` None:
+    (and batch-norm statistics), which validation scores and the run saves. Training batch norms
+    normalise over the micro-batches of all processes together (``batch_size / accumulate``
+    samples, on CPU/gloo too), so the world size does not change the model but ``accumulate`` does. ``amp`` None:
     bf16 autocast on CUDA devices that support it, off on CPU. Validation holds out whole
     sequences: those named in ``val_sequences`` plus a seeded ``val_fraction`` of the rest, at
     most ``val_samples`` samples (evenly spaced) evaluated every epoch and every ``val_every``
