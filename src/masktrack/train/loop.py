@@ -120,7 +120,8 @@ class WeightAverage:
 
     Bias-corrected as Adam's moments are: after ``n`` updates each past value weighs
     ``(1 - decay) * decay**age / (1 - decay**n)``, so the starting weights never count and a short run
-    is averaged over what it has.
+    is averaged over what it has (``torch.optim.swa_utils``' EMA has no such correction and cannot
+    average the integer batch counters).
     """
 
     def __init__(self, network: nn.Module, decay: float) -> None:
