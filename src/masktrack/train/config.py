@@ -43,10 +43,10 @@ class TrainConfig:
     (and batch-norm statistics), which validation scores and the run saves. Training batch norms
     normalise over the micro-batches of all processes together (``batch_size / accumulate``
     samples, on CPU/gloo too), so the world size does not change the model but ``accumulate``
-    does. ``amp`` None: bf16 autocast on CUDA devices that support it, off on CPU. Validation holds out whole
-    sequences: those named in ``val_sequences`` plus a seeded ``val_fraction`` of the rest, at
-    most ``val_samples`` samples (evenly spaced) evaluated every epoch and every ``val_every``
-    steps (0: epochs only).
+    does. ``amp`` None: bf16 autocast on CUDA devices that support it, off on CPU. Validation
+    holds out whole sequences: those named in ``val_sequences`` plus a seeded ``val_fraction``
+    of the rest, at most ``val_samples`` samples (evenly spaced) evaluated every epoch and every
+    ``val_every`` steps (0: epochs only).
     """
 
     data: list[str] = field(default_factory=list)
