@@ -84,6 +84,27 @@ def test_light_head_with_skip_at_output_stride_8(backbone: str) -> None:
     assert logits.shape == (2, 2, 48, 64)
 
 
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "efficientnet_lite0", "resnet18"])
+def test_layers_to_stride_end_where_the_features_reach_that_stride(backbone: str) -> None:
+    model = build_model(ModelConfig(backbone=backbone, output_stride=16, head_channels=0)).eval()
+    layers = [layer for layer, _ in model.backbone.layers()]
+    heights: dict[nn.Module, int] = {}
+
+    def record(module: nn.Module, _: tuple, output: torch.Tensor) -> None:
+        heights[module] = output.shape[-2]
+
+    for layer in layers:
+        layer.register_forward_hook(record)
+    image, mask = inputs(64, 64)
+    with torch.inference_mode():
+        model(image, mask)
+    assert model.backbone.layers_to_stride(0) == []
+    for stride in (2, 4, 8):
+        frozen = model.backbone.layers_to_stride(stride)
+        assert frozen == layers[: len(frozen)]
+        assert heights[frozen[-1]] == 64 // stride and heights[layers[len(frozen)]] == 64 // (2 * stride)
+
+
 def test_faithful_config_is_deeplab_v2_resnet101() -> None:
     model = build_model(ModelConfig.faithful()).eval()
     assert model.backbone.conv1.weight.shape == (64, 4, 7, 7)

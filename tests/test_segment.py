@@ -173,6 +173,21 @@ def test_finetuning_feeds_back_the_networks_own_prediction_when_asked(monkeypatc
         finetuning.FinetuneConfig(feedback_prob=-0.1)
 
 
+def test_finetuning_with_freeze_stride_keeps_the_low_level_layers_and_trains_the_rest() -> None:
+    parent = build_model(ModelConfig(backbone="mobilenet_v2", output_stride=16, head_channels=8))
+    labels = np.zeros((32, 48), np.uint8)
+    labels[8:24, 8:24] = 1
+    config = finetuning.FinetuneConfig(steps=2, batch_size=2, freeze_stride=4)
+    network = finetuning.finetune(parent, [(square_frame((32, 48), (8, 8), 16), labels)], config,
+                                  generator=torch.Generator().manual_seed(0), progress=False)[1]
+    before, after = parent.state_dict(), network.state_dict()
+    changed = {name.split(".")[2] for name in after if name.startswith("backbone.") and not torch.equal(before[name], after[name])}
+    assert changed and min(int(index) for index in changed) == 4  # features[:4] end at stride 4
+    assert any(not torch.equal(before[name], after[name]) for name in after if name.startswith("head."))
+    with pytest.raises(ValueError, match="freeze_stride"):
+        finetuning.FinetuneConfig(freeze_stride=3)
+
+
 def test_processing_size_resizes_the_network_input_and_returns_frame_size_masks() -> None:
     frames = [square_frame((64, 96), (16, 16), 32)] * 2
     first = np.zeros((64, 96), np.uint8)

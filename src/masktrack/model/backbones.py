@@ -38,6 +38,15 @@ class Backbone(nn.Module):
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
+    def layers(self) -> list[tuple[nn.Module, int]]:
+        """The layers in input-to-output order, each with its output stride in the undilated network."""
+        raise NotImplementedError
+
+    def layers_to_stride(self, stride: int) -> list[nn.Module]:
+        """The leading layers whose outputs are at stride ``stride`` or finer (none for 0): the
+        low-level features, which online fine-tuning can leave as they are (``freeze_stride``)."""
+        return [layer for layer, layer_stride in self.layers() if layer_stride <= stride]
+
 
 def dilate_blocks(blocks: Iterable[nn.Module], output_stride: int, stride: int) -> None:
     """Replace every stride-2 step that would pass ``output_stride`` by dilation, in place.
@@ -63,6 +72,16 @@ def dilate_blocks(blocks: Iterable[nn.Module], output_stride: int, stride: int) 
             if conv.kernel_size != (1, 1):
                 conv.dilation = (conv_dilation, conv_dilation)
                 conv.padding = tuple(conv_dilation * (k - 1) // 2 for k in conv.kernel_size)
+
+
+def undilated_strides(blocks: Iterable[nn.Module], stride: int) -> list[int]:
+    """Each block's output stride, ``stride`` being the first one's input stride; call before dilating."""
+    strides = []
+    for block in blocks:
+        if any(isinstance(module, nn.Conv2d) and module.stride != (1, 1) for module in block.modules()):
+            stride *= 2
+        strides.append(stride)
+    return strides
 
 
 def run_blocks(blocks: nn.Sequential, x: Tensor, low_level_blocks: int) -> tuple[Tensor, Tensor]:
@@ -92,6 +111,9 @@ class ResNetBackbone(Backbone):
         self.low_level_channels = net.layer1[-1].conv1.in_channels
         self.out_channels = net.fc.in_features
 
+    def layers(self) -> list[tuple[nn.Module, int]]:
+        return [(self.conv1, 2), (self.bn1, 2), (self.layer1, 4), (self.layer2, 8), (self.layer3, 16), (self.layer4, 32)]
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         low = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
         return low, self.layer4(self.layer3(self.layer2(low)))
@@ -106,9 +128,13 @@ class MobileNetV2Backbone(Backbone):
     def __init__(self, output_stride: int) -> None:
         super().__init__()
         self.features = models.mobilenet_v2().features[:18]
+        self.strides = undilated_strides(self.features, stride=1)
         dilate_blocks(self.features, output_stride, stride=1)
         self.low_level_channels = self.features[self.low_level_blocks - 1].out_channels
         self.out_channels = self.features[-1].out_channels
+
+    def layers(self) -> list[tuple[nn.Module, int]]:
+        return list(zip(self.features, self.strides))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return run_blocks(self.features, x, self.low_level_blocks)
@@ -195,9 +221,13 @@ class EfficientNetLite0Backbone(Backbone):
                 blocks.append(MBConv(channels, out_channels, expand_ratio, kernel, stride if index == 0 else 1))
                 channels = out_channels
         self.blocks = nn.Sequential(*blocks)
+        self.strides = undilated_strides([self.stem, *self.blocks], stride=1)
         dilate_blocks([self.stem, *self.blocks], output_stride, stride=1)
         self.low_level_channels = self.blocks[self.low_level_blocks - 1].out_channels
         self.out_channels = channels
+
+    def layers(self) -> list[tuple[nn.Module, int]]:
+        return list(zip([self.stem, *self.blocks], self.strides))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return run_blocks(self.blocks, self.stem(x), self.low_level_blocks)

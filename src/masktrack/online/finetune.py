@@ -36,6 +36,7 @@ from masktrack.model.precision import bf16_autocast
 from masktrack.propagate.propagate import image_tensor, mask_tensor, processing_size
 
 MODES = ("shared", "per_object")
+FREEZE_STRIDES = (0, 2, 4, 8, 16)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class FinetuneConfig:
     deform: DeformConfig | None = None  # None: the parent's offline settings (else the defaults)
     recompose: RecomposeConfig = field(default_factory=RecomposeConfig)  # objects moved over their inpainted background
     feedback_prob: float = 0.0  # share of samples whose previous mask is deformed from the network's own prediction
+    freeze_stride: int = 0  # keep the backbone's layers up to this stride (2, 4, 8 or 16) as the parent's: faster steps
     amp: bool = False  # forward passes in bf16 autocast (masktrack.model.precision: faster where bf16 is native)
 
     def __post_init__(self) -> None:
@@ -61,6 +63,8 @@ class FinetuneConfig:
             raise ValueError("fine-tuning needs steps >= 0, batch_size >= 1, lr > 0 and lovasz_weight >= 0")
         if not 0.0 <= self.feedback_prob <= 1.0:
             raise ValueError(f"feedback_prob must be in [0, 1], got {self.feedback_prob}")
+        if self.freeze_stride not in FREEZE_STRIDES:
+            raise ValueError(f"freeze_stride must be one of {FREEZE_STRIDES}, got {self.freeze_stride}")
 
 
 def object_samples(
@@ -139,6 +143,8 @@ def _train_copy(
     if config.steps == 0:
         return model.eval()
     set_finetune_mode(model)
+    for layer in model.backbone.layers_to_stride(config.freeze_stride):
+        layer.requires_grad_(False)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     out_size = tuple(images.shape[-2:])
     backgrounds = inpaint_backgrounds(images, masks, config.recompose.inpaint_margin) if config.recompose.prob > 0 else None
