@@ -48,6 +48,11 @@ class Backbone(nn.Module):
         return [layer for layer, layer_stride in self.layers() if layer_stride <= stride]
 
 
+def downsamples(block: nn.Module) -> bool:
+    """Whether ``block`` downsamples: one of its convolutions has a stride other than 1."""
+    return any(isinstance(module, nn.Conv2d) and module.stride != (1, 1) for module in block.modules())
+
+
 def dilate_blocks(blocks: Iterable[nn.Module], output_stride: int, stride: int) -> None:
     """Replace every stride-2 step that would pass ``output_stride`` by dilation, in place.
 
@@ -59,7 +64,7 @@ def dilate_blocks(blocks: Iterable[nn.Module], output_stride: int, stride: int) 
     for block in blocks:
         convs = [module for module in block.modules() if isinstance(module, nn.Conv2d)]
         previous = dilation
-        if any(conv.stride != (1, 1) for conv in convs):
+        if downsamples(block):
             if stride < output_stride:
                 stride *= 2
                 continue
@@ -78,7 +83,7 @@ def undilated_strides(blocks: Iterable[nn.Module], stride: int) -> list[int]:
     """Each block's output stride, ``stride`` being the first one's input stride; call before dilating."""
     strides = []
     for block in blocks:
-        if any(isinstance(module, nn.Conv2d) and module.stride != (1, 1) for module in block.modules()):
+        if downsamples(block):
             stride *= 2
         strides.append(stride)
     return strides
