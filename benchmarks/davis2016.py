@@ -231,7 +231,7 @@ def main() -> None:
     low = segment_val(args, parents)
     sequences = sorted(json.loads((low / "timings.json").read_text())["sequences"])
     settings = yaml.safe_load((low / "config.yaml").read_text())
-    finetune, propagate = settings["finetune"], settings["propagate"]
+    finetune, propagate, motion = settings["finetune"], settings["propagate"], settings.get("motion") or {}
     high = args.run / "val-480p"
     upsample_to_480p(low, high, sequences, propagate.get("threshold", 0.5))
     truth = args.davis / "Annotations" / "480p"
@@ -249,6 +249,8 @@ def main() -> None:
     view_zoom, max_view_zoom = propagate.get("object_zoom", 0.0), propagate.get("max_zoom", 3.0)
     lovasz = finetune.get("lovasz_weight", 0.0)
     moved = (finetune.get("recompose") or {}).get("prob", 0.0)
+    motion_text = (f", a motion stream (networks fine-tuned {motion['steps']} steps on optical-flow magnitude) weighted {motion['weight']:.0%}"
+                   if motion.get("weight") else "")
     summary = (f"{finetune['mode']} fine-tuning, {finetune['steps']} steps of {finetune['batch_size']} samples, lr {finetune['lr']}"
                f"{f', loss cross-entropy + {lovasz:g} x Lovász hinge' if lovasz else ''}"
                f"{f', small objects zoomed in to span {zoom:.0%} of the crop' if zoom else ''}"
@@ -258,6 +260,7 @@ def main() -> None:
                f"{', mirrored-frame averaging' if propagate['flip'] else ''}"
                f"{', dense CRF on each frame' if propagate.get('crf') else ''}"
                f"{f', small objects segmented in views zoomed until they span {view_zoom:.0%} (at most {max_view_zoom:g}x)' if view_zoom else ''}"
+               f"{motion_text}"
                f", object pixels where the probability exceeds {propagate.get('threshold', 0.5):g}")
     if args.doc:
         Path(args.doc).write_text(markdown(args, parents, scores, timings, summary, time.perf_counter() - start))

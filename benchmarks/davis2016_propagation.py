@@ -24,6 +24,12 @@ and one parent's networks fine-tuned with two seeds likewise, one ``--finetune-c
         --parent src/masktrack/weights/default.safetensors src/masktrack/weights/default.safetensors \\
         --networks runs/ft-shipped-400 runs/ft-shipped-400-seed1 \\
         --finetune-config benchmarks/davis2016-segment.yaml benchmarks/davis2016-ablations/seed-1.yaml
+
+A ``--segment-config`` with a ``motion:`` section adds the motion stream; its networks are kept in
+``NETWORKS/motion-<steps>``:
+
+    .venv/bin/python benchmarks/davis2016_propagation.py --networks runs/ft-shipped-400 --finetune-steps 400 \\
+        --segment-config benchmarks/davis2016-ablations/motion-0.3.yaml --out runs/prop-ft400-motion
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +51,9 @@ from masktrack.data.sources import Sequence, first_appearances, open_davis
 from masktrack.evaluate import evaluate_dataset, write_results
 from masktrack.model import ensemble_per_object, load_checkpoint, save_checkpoint
 from masktrack.online.finetune import finetune
+from masktrack.propagate.motion import annotated_motion_image
 from masktrack.propagate.pipeline import SegmentConfig
-from masktrack.propagate.propagate import merge_probabilities, propagate
+from masktrack.propagate.propagate import merge_probabilities, processing_size, propagate
 from masktrack.propagate.run import inherit_offline_settings, load_parents, segment_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,13 +105,22 @@ def record_networks(networks_dir: Path, parent: Path, config: SegmentConfig) -> 
 
 
 def fine_tuned(networks_dir: Path, parent: torch.nn.Module, config: SegmentConfig, sequence: Sequence,
-               appearances: dict[int, np.ndarray]) -> dict[int, torch.nn.Module]:
-    """The sequence's networks from ``networks_dir``, fine-tuned as ``masktrack segment`` does when missing."""
+               appearances: dict[int, np.ndarray], motion_steps: int | None = None) -> dict[int, torch.nn.Module]:
+    """The sequence's networks from ``networks_dir``, fine-tuned as ``masktrack segment`` does when missing;
+    with ``motion_steps``, its motion networks from ``networks_dir/motion-<steps>``."""
     ids = sorted({int(i) for labels in appearances.values() for i in np.unique(labels) if i != 0})
+    if motion_steps is not None:
+        networks_dir = networks_dir / f"motion-{motion_steps}"
+        networks_dir.mkdir(exist_ok=True)
     paths = {i: networks_dir / f"{sequence.name}_{i}.safetensors" for i in ids}
     if not all(path.is_file() for path in paths.values()):
-        annotations = [(sequence.read_frame(index), labels) for index, labels in sorted(appearances.items())]
-        networks = finetune(parent, annotations, config.finetune, "cpu", torch.Generator().manual_seed(config.seed), progress=False)
+        if motion_steps is None:
+            annotations, finetune_config = [(sequence.read_frame(index), labels) for index, labels in sorted(appearances.items())], config.finetune
+        else:
+            annotations = [(annotated_motion_image(sequence, index, processing_size(labels.shape, config.propagate.size),
+                                                   config.propagate.flow_preset), labels) for index, labels in sorted(appearances.items())]
+            finetune_config = replace(config.finetune, steps=motion_steps)
+        networks = finetune(parent, annotations, finetune_config, "cpu", torch.Generator().manual_seed(config.seed), progress=False)
         for object_id, network in networks.items():
             save_checkpoint(paths[object_id], network)
     return {object_id: load_checkpoint(path)[0] for object_id, path in paths.items()}
@@ -125,8 +142,11 @@ def main() -> None:
         appearances = first_appearances(sequence, first_frame_only=False)
         networks = ensemble_per_object([fine_tuned(networks_dir, parent, tuning, sequence, appearances)
                                         for parent, networks_dir, tuning in zip(parents, args.networks, tunings)])
+        motion_networks = ensemble_per_object([fine_tuned(networks_dir, parent, tuning, sequence, appearances, config.motion.steps)
+                                               for parent, networks_dir, tuning in zip(parents, args.networks, tunings)]) \
+            if config.motion.weight > 0 else None
         (args.out / sequence.name).mkdir(parents=True, exist_ok=True)
-        stream = propagate(sequence.frames(), networks, appearances, config.propagate)
+        stream = propagate(sequence.frames(), networks, appearances, config.propagate, "cpu", motion_networks, config.motion.weight)
         for result, name in zip(stream, sequence.frame_names):
             ids = list(result.probabilities)
             if ids:  # quantised as `masktrack segment --save-probabilities` stores them, then as benchmarks/davis2016.py

@@ -31,7 +31,8 @@ from masktrack.model import ModelConfig, ProbabilityEnsemble, build_model, ensem
 from masktrack.model.precision import require_bf16
 from masktrack.online import finetune as finetuning
 from masktrack.propagate import run
-from masktrack.propagate.flow import warp_masks
+from masktrack.propagate.flow import PRESETS, gray_frame, warp_masks
+from masktrack.propagate.motion import MotionConfig, motion_image
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter, write_submission_zip, write_timings
 from masktrack.propagate.crf import CRFConfig, refine
 from masktrack.propagate.pipeline import SegmentConfig
@@ -319,6 +320,44 @@ def test_flow_warping_carries_the_previous_mask_along_with_a_moving_object() -> 
     assert ious[True] > 0.85
 
 
+def test_motion_image_shows_the_object_bright_whether_it_or_the_camera_moves() -> None:
+    object_region = np.zeros((40, 60), bool)
+    object_region[10:25, 20:40] = True
+    moving_object = np.zeros((40, 60, 2), np.float32)
+    moving_object[object_region] = (4.0, -2.0)  # still camera, moving object
+    followed_object = np.full((40, 60, 2), (3.0, 1.0), np.float32)
+    followed_object[object_region] = 0.0  # the camera pans with the object: only the background moves
+    for flow in (moving_object, followed_object):
+        image = motion_image(flow)
+        assert image.shape == (40, 60, 3) and image.dtype == np.uint8 and (image[..., 0] == image[..., 2]).all()
+        assert image[object_region, 0].min() == 255 and image[~object_region, 0].max() == 0
+    assert not motion_image(np.zeros((40, 60, 2), np.float32)).any()  # no motion, no divide by zero
+
+
+def test_motion_stream_blends_its_networks_probabilities_by_its_weight() -> None:
+    frames = [square_frame((40, 60), (10, 10 + 3 * t), 16, red=0.7) for t in range(3)]
+    first = np.zeros((40, 60), np.uint8)
+    first[10:26, 10:26] = 1
+    rgb, motion = ChannelNet(), ChannelNet()
+    blended = list(propagate(frames, {1: rgb}, {0: first}, PropagateConfig(dilate_previous=0.0), motion_models={1: motion},
+                             motion_weight=0.25))
+    plain = list(propagate(frames, {1: ChannelNet()}, {0: first}, PropagateConfig(dilate_previous=0.0)))
+    dis = cv2.DISOpticalFlow_create(PRESETS["medium"])
+    for t in (1, 2):
+        flow = dis.calc(gray_frame(frames[t], (40, 60)), gray_frame(frames[t - 1], (40, 60)), None)
+        seen = torch.from_numpy(motion_image(flow)[..., 0] / 255.0).float().clamp(1e-4, 1 - 1e-4)
+        expected = 0.75 * plain[t].probabilities[1] + 0.25 * seen
+        torch.testing.assert_close(blended[t].probabilities[1], expected, atol=1e-4, rtol=0)
+    assert len(motion.calls) == 2 and torch.equal(motion.calls[0], rgb.calls[0])  # the same previous masks, not warped
+    assert torch.equal(rgb.calls[0][0, 0], torch.from_numpy(first).float())
+
+
+def test_motion_settings_are_checked() -> None:
+    assert SegmentConfig.from_dict({"motion": {"weight": 0.3, "steps": 5}}).motion == MotionConfig(weight=0.3, steps=5)
+    with pytest.raises(InputError, match="motion weight"):
+        SegmentConfig.from_dict({"motion": {"weight": 1.0}})
+
+
 def test_object_view_centres_a_small_object_at_the_chosen_fill_and_stays_inside_the_frame() -> None:
     mask = torch.zeros(60, 100)
     mask[20:30, 40:50] = 1
@@ -533,6 +572,30 @@ def test_cli_fine_tunes_on_recomposed_frames_from_a_config(tmp_path: Path, weigh
     assert segment(frames, "--mask", mask, "--weights", weights, "--out", out, "--finetune-steps", 2, "--config", config, "--no-report") == 0
     recorded = SegmentConfig.from_dict(yaml.safe_load((out / "config.yaml").read_text()))
     assert recorded.finetune.recompose == RecomposeConfig(prob=1.0, shift=0.3)
+    assert len(list((out / "frames").iterdir())) == 6
+
+
+def test_cli_fine_tunes_and_runs_motion_networks_from_a_config(tmp_path: Path, weights: Path, clip: tuple[Path, Path],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    tuned = []
+    real_finetune = finetuning.finetune
+
+    def recording_finetune(model, annotations, config, *args, **kwargs):
+        tuned.append((config.steps, [image.copy() for image, _ in annotations]))
+        return real_finetune(model, annotations, config, *args, **kwargs)
+
+    monkeypatch.setattr(finetuning, "finetune", recording_finetune)
+    frames, mask = clip
+    config = tmp_path / "motion.yaml"
+    config.write_text("motion: {weight: 0.3, steps: 1}\n")
+    out = tmp_path / "run"
+    assert segment(frames, "--mask", mask, "--weights", weights, "--out", out, "--finetune-steps", 2, "--config", config, "--no-report") == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["motion"] == {"weight": 0.3, "steps": 1}
+    (rgb_steps, rgb_images), (motion_steps, motion_images) = tuned
+    assert (rgb_steps, motion_steps) == (2, 1)
+    first = np.asarray(Image.open(frames / "00000.png").convert("RGB"))
+    assert (rgb_images[0] == first).all() and not (motion_images[0] == first).all()
+    assert (motion_images[0][..., 0] == motion_images[0][..., 1]).all()  # a grey motion image
     assert len(list((out / "frames").iterdir())) == 6
 
 

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, action="append", metavar="CKPT",
                         help="parent model checkpoint (.safetensors); default: the shipped model. Repeat it to run several "
                         "parents as an ensemble: each is fine-tuned, and their probabilities are averaged on every frame")
-    parser.add_argument("--config", type=Path, metavar="YAML", help="settings file (finetune:, propagate:, seed:) over the recommended ones (fine-tuning on cross-entropy "
+    parser.add_argument("--config", type=Path, metavar="YAML", help="settings file (finetune:, propagate:, motion:, seed:) over the recommended ones (fine-tuning on cross-entropy "
                         "plus the Lovász hinge, previous masks dilated by 10 px at 480p, object threshold 0.4; "
                         "docs/segmentation.md), overridden by the flags below")
     parser.add_argument("--finetune-steps", type=int, metavar="N", help="online fine-tuning steps of 4 samples (default 50; 0: use the parent as is)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence as SequenceOf
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,9 @@ from masktrack.data.sources import Sequence, first_appearances
 from masktrack.errors import InputError
 from masktrack.online.finetune import FinetuneConfig, finetune_parents
 from masktrack.propagate.crf import CRFConfig
+from masktrack.propagate.motion import MotionConfig, annotated_motion_image
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter
-from masktrack.propagate.propagate import PropagateConfig, propagate
+from masktrack.propagate.propagate import PropagateConfig, processing_size, propagate
 from masktrack.settings import as_mapping, build, check_keys, plain
 
 DEFAULT_FPS = 24.0
@@ -29,15 +30,17 @@ DEFAULT_FPS = 24.0
 SECTIONS: dict[str, tuple[type, dict[str, type]]] = {
     "finetune": (FinetuneConfig, {"augment": AugmentConfig, "deform": DeformConfig, "recompose": RecomposeConfig}),
     "propagate": (PropagateConfig, {"crf": CRFConfig}),
+    "motion": (MotionConfig, {}),
 }
 
 
 @dataclass
 class SegmentConfig:
-    """Everything `masktrack segment` tunes: fine-tuning, propagation and the random seed."""
+    """Everything `masktrack segment` tunes: fine-tuning, propagation, the motion stream and the random seed."""
 
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     propagate: PropagateConfig = field(default_factory=PropagateConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
     seed: int = 0
 
     @classmethod
@@ -81,6 +84,8 @@ def segment_sequence(
     """Fine-tune ``parents`` on ``sequence``'s given masks, propagate, write ``run_dir/<name>/``.
 
     With several parents, each object's fine-tuned networks run as one ensemble (probabilities averaged).
+    With ``config.motion.weight > 0``, each parent is also fine-tuned on the annotated frames' motion
+    images, and those networks run as the motion stream (``masktrack.propagate.motion``).
     """
     appearances = first_appearances(sequence, first_frame_only=False)
     if not any(labels.any() for labels in appearances.values()):
@@ -88,6 +93,13 @@ def segment_sequence(
     start = time.perf_counter()
     annotations = [(sequence.read_frame(index), labels) for index, labels in sorted(appearances.items())]
     models = finetune_parents(parents, annotations, config.finetune, device, config.seed, progress=progress)
+    motion_models = None
+    if config.motion.weight > 0:
+        motion_annotations = [(annotated_motion_image(sequence, index, processing_size(labels.shape, config.propagate.size),
+                                                      config.propagate.flow_preset), labels)
+                              for index, labels in sorted(appearances.items())]
+        motion_models = finetune_parents(parents, motion_annotations, replace(config.finetune, steps=config.motion.steps),
+                                         device, config.seed, progress=progress)
     del annotations
     finetune_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -95,7 +107,7 @@ def segment_sequence(
     writer = SequenceWriter(run_dir, sequence.name, list(sequence.frame_names), fps if overlay else None, save_probabilities)
     frames = 0
     with writer:
-        stream = propagate(sequence.frames(), models, appearances, config.propagate, device)
+        stream = propagate(sequence.frames(), models, appearances, config.propagate, device, motion_models, config.motion.weight)
         for result in tqdm(stream, total=len(sequence), desc=f"segment {sequence.name}", unit="frame", disable=not progress, leave=False):
             writer.write(result)
             frames += 1

@@ -22,6 +22,10 @@ With ``object_zoom``, each small object is segmented in its own zoomed view of t
 on its previous mask (``masktrack.propagate.zoom``): the network sees it at a size where output
 stride 16 still resolves it, at the same cost per object.
 
+With ``motion_models``, each object's probabilities are blended with those of its motion network,
+which sees the frame's optical-flow magnitude instead of its colours (``masktrack.propagate.motion``),
+MaskTrack's second stream: ``motion_weight`` of the motion network's, the rest the RGB network's.
+
 With ``crf``, each frame's probabilities are refined at the network's input size by a local dense
 CRF (``masktrack.propagate.crf``), MaskTrack's post-processing, before they are resized and merged.
 
@@ -46,6 +50,7 @@ from masktrack.augment.deform import REFERENCE_HEIGHT, DeformConfig, dilate_disk
 from masktrack.model.precision import bf16_autocast
 from masktrack.propagate.crf import CRFConfig, refine
 from masktrack.propagate.flow import StreamFlow, gray_frame, warp_masks
+from masktrack.propagate.motion import motion_image
 from masktrack.propagate.zoom import crop_views, object_view, paste_views
 
 BACKGROUND_THRESHOLD = 0.5
@@ -201,32 +206,41 @@ def propagate(
     appearances: Mapping[int, np.ndarray],
     config: PropagateConfig,
     device: torch.device | str = "cpu",
+    motion_models: Mapping[int, nn.Module] | None = None,
+    motion_weight: float = 0.0,
 ) -> Iterator[FrameResult]:
     """Segment a stream of frames, yielding one :class:`FrameResult` per frame as it is decoded.
 
     ``models`` maps each object id to its (fine-tuned) network; ``appearances`` maps a frame
     index to the label mask of the objects first given at that frame. A given mask is used
     as-is at its frame, painted over the predictions of the objects already tracked.
+    ``motion_models`` (same ids) are the objects' motion networks, given ``motion_weight``.
     Only the previous frame's state is kept, so memory does not grow with the video's length.
     """
-    for model in {id(m): m for m in models.values()}.values():
+    motion_models = motion_models if motion_models and motion_weight > 0 else None
+    for model in {id(m): m for m in [*models.values(), *(motion_models or {}).values()]}.values():
         model.eval()
     dilation = DeformConfig().dilate_radius if config.dilate_previous is None else config.dilate_previous
     previous: dict[int, torch.Tensor] = {}  # object id -> (h, w) previous mask at network size
     lost: set[int] = set()
-    stream_flow = StreamFlow(config.flow_preset) if config.flow else None
+    stream_flow = StreamFlow(config.flow_preset) if config.flow or motion_models else None
     for index, image in enumerate(frames):
         frame_size = image.shape[:2]
         size = processing_size(frame_size, config.size)
         full: dict[int, torch.Tensor] = {}
         flow = stream_flow.backward_flow(gray_frame(image, size)) if stream_flow is not None else None
-        if previous and flow is not None:
+        if previous and flow is not None and config.flow:
             previous = warp_previous(previous, flow, hard=not config.soft_masks)
         if previous:
             views = {i: view for i, mask in previous.items()
                      if (view := object_view(mask, config.object_zoom, config.max_zoom)) is not None} if config.object_zoom else None
             network_image = image_tensor(image, size, device)
-            small = predict(models, network_image, previous, dilation * size[0] / REFERENCE_HEIGHT, config.flip, views, config.amp)
+            view_dilation = dilation * size[0] / REFERENCE_HEIGHT
+            small = predict(models, network_image, previous, view_dilation, config.flip, views, config.amp)
+            if motion_models is not None and flow is not None:
+                motion = predict(motion_models, image_tensor(motion_image(flow), size, device), previous, view_dilation,
+                                 config.flip, views, config.amp)
+                small = {i: (1 - motion_weight) * small[i] + motion_weight * motion[i] for i in small}
             ids = list(small)
             full_stack = torch.stack([small[i] for i in ids])
             if config.crf is not None:
