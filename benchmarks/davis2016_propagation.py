@@ -51,9 +51,8 @@ from masktrack.data.sources import Sequence, first_appearances, open_davis
 from masktrack.evaluate import evaluate_dataset, write_results
 from masktrack.model import ensemble_per_object, load_checkpoint, save_checkpoint
 from masktrack.online.finetune import finetune
-from masktrack.propagate.motion import annotated_motion_image
-from masktrack.propagate.pipeline import SegmentConfig
-from masktrack.propagate.propagate import merge_probabilities, processing_size, propagate
+from masktrack.propagate.pipeline import SegmentConfig, motion_annotations
+from masktrack.propagate.propagate import merge_probabilities, propagate
 from masktrack.propagate.run import inherit_offline_settings, load_parents, segment_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,8 +116,7 @@ def fine_tuned(networks_dir: Path, parent: torch.nn.Module, config: SegmentConfi
         if motion_steps is None:
             annotations, finetune_config = [(sequence.read_frame(index), labels) for index, labels in sorted(appearances.items())], config.finetune
         else:
-            annotations = [(annotated_motion_image(sequence, index, processing_size(labels.shape, config.propagate.size),
-                                                   config.propagate.flow_preset), labels) for index, labels in sorted(appearances.items())]
+            annotations = motion_annotations(sequence, appearances, config)
             finetune_config = replace(config.finetune, steps=motion_steps)
         networks = finetune(parent, annotations, finetune_config, "cpu", torch.Generator().manual_seed(config.seed), progress=False)
         for object_id, network in networks.items():

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -71,6 +72,14 @@ class SegmentConfig:
         return plain(asdict(self))
 
 
+def motion_annotations(sequence: Sequence, appearances: dict[int, np.ndarray],
+                       config: SegmentConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(motion image, labels)`` for each annotated frame, the motion image at the propagation's network size."""
+    size, preset = config.propagate.size, config.propagate.flow_preset
+    return [(annotated_motion_image(sequence, index, processing_size(labels.shape, size), preset), labels)
+            for index, labels in sorted(appearances.items())]
+
+
 def segment_sequence(
     parents: SequenceOf[nn.Module],
     sequence: Sequence,
@@ -95,11 +104,8 @@ def segment_sequence(
     models = finetune_parents(parents, annotations, config.finetune, device, config.seed, progress=progress)
     motion_models = None
     if config.motion.weight > 0:
-        motion_annotations = [(annotated_motion_image(sequence, index, processing_size(labels.shape, config.propagate.size),
-                                                      config.propagate.flow_preset), labels)
-                              for index, labels in sorted(appearances.items())]
-        motion_models = finetune_parents(parents, motion_annotations, replace(config.finetune, steps=config.motion.steps),
-                                         device, config.seed, progress=progress)
+        motion_models = finetune_parents(parents, motion_annotations(sequence, appearances, config),
+                                         replace(config.finetune, steps=config.motion.steps), device, config.seed, progress=progress)
     del annotations
     finetune_s = time.perf_counter() - start
     start = time.perf_counter()
