@@ -114,7 +114,8 @@ def fine_tuned(networks_dir: Path, parent: torch.nn.Module, config: SegmentConfi
     paths = {i: networks_dir / f"{sequence.name}_{i}.safetensors" for i in ids}
     if not all(path.is_file() for path in paths.values()):
         if motion_steps is None:
-            annotations, finetune_config = [(sequence.read_frame(index), labels) for index, labels in sorted(appearances.items())], config.finetune
+            annotations = [(sequence.read_frame(index), labels) for index, labels in sorted(appearances.items())]
+            finetune_config = config.finetune
         else:
             annotations = motion_annotations(sequence, appearances, config)
             finetune_config = replace(config.finetune, steps=motion_steps)
