@@ -196,7 +196,7 @@ def markdown(args: argparse.Namespace, parents: list[Path], scores: dict, timing
         source = ", ".join(map(shown, args.parent))
     else:
         source = " + ".join(map(shown, args.train_config)) + "".join(f"`, then also + `{shown(extra)}" for extra in args.ensemble_config)
-    kind = f"an ensemble of {len(parents)} parents (probabilities averaged on every frame), each" if len(parents) > 1 else "parent"
+    kind = f"an ensemble of {len(parents)} parents (probabilities averaged on every frame), each " if len(parents) > 1 else ""
     return f"""# DAVIS 2016 val: J&F of the CPU pipeline
 
 Written by `benchmarks/davis2016.py` on {date.today()} ({platform.processor() or platform.machine()},
@@ -210,7 +210,7 @@ first and last frames not scored.
 |---:|---:|---:|---:|---:|---:|---:|
 | **{g['J&F-Mean']:.3f}** | {g['J-Mean']:.3f} | {g['J-Recall']:.3f} | {g['J-Decay']:.3f} | {g['F-Mean']:.3f} | {g['F-Recall']:.3f} | {g['F-Decay']:.3f} |
 
-- Parent: {kind} {parent_summary(parents[0])}, `{source}` on DAVIS 2016 train
+- Parent: {kind}{parent_summary(parents[0])}, `{source}` on DAVIS 2016 train
   (240p), from ImageNet `{args.imagenet.name}`; training time {train}.
 - Online: {segment_config}
 - Times: the online stage {timings['total_s'] / 60:.1f} min (wall clock); within it, summed over its processes,
