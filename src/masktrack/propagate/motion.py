@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from masktrack.data.sources import Sequence
-from masktrack.propagate.flow import PRESETS, gray_frame
+from masktrack.propagate.flow import StreamFlow, gray_frame
 
 
 @dataclass
@@ -50,6 +49,6 @@ def annotated_motion_image(sequence: Sequence, index: int, size: tuple[int, int]
     other = index - 1 if index > 0 else index + 1
     if other >= len(sequence):
         return np.zeros((*size, 3), dtype=np.uint8)
-    flow = cv2.DISOpticalFlow_create(PRESETS[preset]).calc(
-        gray_frame(sequence.read_frame(index), size), gray_frame(sequence.read_frame(other), size), None)
-    return motion_image(flow)
+    stream = StreamFlow(preset)
+    stream.backward_flow(gray_frame(sequence.read_frame(other), size))
+    return motion_image(stream.backward_flow(gray_frame(sequence.read_frame(index), size)))
