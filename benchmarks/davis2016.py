@@ -6,21 +6,22 @@ Stages (each skipped when its output already exists, so an interrupted run conti
    (settings: ``benchmarks/davis2016.yaml``), into ``RUN/parent`` (``--resume`` after a crash);
    with ``--ensemble-config``, one more parent per file (the same settings plus that file, e.g.
    another seed) into ``RUN/parent-<file name>``;
-2. ``masktrack segment`` on the val split at 240p: online fine-tuning on each first frame (100
-   steps, twice ``masktrack segment``'s default: the 2-hour budget allows it; 150 did not score
-   higher) on cross-entropy plus the Lovász hinge, small objects zoomed in both when fine-tuning and
-   when propagating, the previous masks warped along optical flow, each frame also segmented mirrored
-   (several parents: each fine-tuned, their probabilities averaged on every frame),
-   object pixels above probability 0.4 (``benchmarks/davis2016-segment.yaml``), per-object
-   probabilities saved, into ``RUN/val-240p``; with ``--processes N``, the sequences are shared out
-   over N torchrun processes, each on its share of the cores;
+2. ``masktrack segment`` on the val split at 240p: online fine-tuning on each first frame (400
+   steps of 2 samples; 100 steps of 4 until 2026-12-06, 0.728) on cross-entropy plus the Lovász hinge,
+   small objects zoomed in both when fine-tuning and when propagating, the previous masks warped along
+   optical flow, each frame also segmented mirrored, MaskTrack's motion stream (a second network per
+   object on optical-flow magnitude, 30 % of the probabilities), object pixels above probability 0.4
+   (``benchmarks/davis2016-segment.yaml``; several parents: each fine-tuned, their probabilities
+   averaged on every frame), per-object probabilities saved, into ``RUN/val-240p``; with
+   ``--processes N``, the sequences are shared out over N torchrun processes, each on its share of
+   the cores;
 3. upsampling to 854x480 as the shared data's README prescribes: a bilinear upsample of each
    object's probabilities, then the propagation's merge rule and threshold, into ``RUN/val-480p``;
 4. ``masktrack eval`` against ``Annotations/480p`` (first and last frames not scored), and a
    Markdown table per sequence with the global J&F, settings and times (``--doc``); without
    ``Annotations/480p`` the script stops after stage 3.
 
-    .venv/bin/python benchmarks/davis2016.py                       # everything, about 1 h 45 min on 2 cores
+    .venv/bin/python benchmarks/davis2016.py                       # everything, about 1 h 50 min on 2 cores
     .venv/bin/python benchmarks/davis2016.py --parent runs/davis2016/parent/model.safetensors \\
         --finetune-steps 0 --run runs/davis2016-ft0 --doc ''        # an ablation row from a trained parent
     .venv/bin/python benchmarks/davis2016.py --run runs/d16-ensemble --doc '' \\
@@ -67,12 +68,13 @@ def parse_args() -> argparse.Namespace:
                         help="train one more parent per file, with the --train-config files plus that one (e.g. another seed), "
                         "and run all parents as an ensemble")
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "davis2016", help="run folder (default: runs/davis2016)")
-    parser.add_argument("--finetune-steps", type=int, default=100, help="online fine-tuning steps per sequence (default: 100)")
+    parser.add_argument("--finetune-steps", type=int, default=400, help="online fine-tuning steps per sequence (default: 400)")
     parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="fine-tuning mode (default: segment's)")
     parser.add_argument("--size", type=int, default=240, help="network input height for fine-tuning and propagation (default: 240, the frames' own)")
     parser.add_argument("--segment-config", type=Path, default=REPO / "benchmarks" / "davis2016-segment.yaml",
                         help="YAML for masktrack segment (finetune:, propagate:; default: benchmarks/davis2016-segment.yaml, "
-                        "zoomed small objects, optical-flow warping and 10 px dilation of the previous masks, mirroring, threshold 0.4)")
+                        "batches of 2, zoomed small objects, optical-flow warping and 10 px dilation of the previous masks, mirroring, "
+                        "threshold 0.4, the motion stream)")
     parser.add_argument("--sequences", nargs="+", metavar="NAME", help="only these val sequences")
     parser.add_argument("--processes", type=int, default=1,
                         help="online-stage processes (torchrun), each fine-tuning and propagating its share of the sequences on its "

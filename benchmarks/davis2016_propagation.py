@@ -1,35 +1,34 @@
 """Propagation ablations on DAVIS 2016 val: fine-tune each sequence's networks once, propagate many times.
 
-A ``benchmarks/davis2016.py`` row spends most of its half hour on online fine-tuning. To compare
+A ``benchmarks/davis2016.py`` row spends most of its online hour on fine-tuning. To compare
 propagation settings (views, mirroring, thresholds) this script fine-tunes each val sequence as
-that script does (the same seed, so the same networks), keeps the networks in ``--networks``
-(safetensors, one per object, with the fine-tuning settings beside them), and on later runs only
-propagates, upsamples to 854x480 and scores, the way ``benchmarks/davis2016.py`` does: about
-4 minutes for the 20 sequences on 2 cores instead of 30.
+that script does (by default its settings, ``benchmarks/davis2016-segment.yaml`` with 400 steps;
+the same seed, so the same networks), keeps the networks in ``--networks`` (safetensors, one per
+object, with the fine-tuning settings beside them), and on later runs only propagates, upsamples to
+854x480 and scores, the way ``benchmarks/davis2016.py`` does: a few minutes for the 20 sequences
+on 2 cores instead of an hour.
 
-    .venv/bin/python benchmarks/davis2016_propagation.py --networks runs/ft100 --out runs/prop-default
-    .venv/bin/python benchmarks/davis2016_propagation.py --networks runs/ft100 --out runs/prop-zoom-6 \\
-        --segment-config benchmarks/davis2016-ablations/propagate-zoom-6.yaml
+    .venv/bin/python benchmarks/davis2016_propagation.py --networks runs/ft400 --out runs/prop-default
+    .venv/bin/python benchmarks/davis2016_propagation.py --networks runs/ft400 --out runs/prop-no-motion \\
+        --segment-config benchmarks/davis2016-ablations/finetune-batch-2.yaml     # without the motion stream
 
-Several ``--parent`` files with as many ``--networks`` folders (in the same order) propagate the
-parents' networks as an ensemble, their probabilities averaged on every frame:
+A ``--segment-config`` with a ``motion:`` section (the default's has one) adds the motion stream; its
+networks are kept in ``NETWORKS/motion-<steps>``. Several ``--parent`` files with as many ``--networks``
+folders (in the same order) propagate the parents' networks as an ensemble, their probabilities averaged
+on every frame:
 
     .venv/bin/python benchmarks/davis2016_propagation.py --out runs/ens-2 \\
         --parent src/masktrack/weights/default.safetensors runs/d16-seed1/parent/model.safetensors \\
-        --networks runs/ft-shipped runs/ft-seed1
+        --networks runs/ft400-shipped runs/ft400-seed1
 
-and one parent's networks fine-tuned with two seeds likewise, one ``--finetune-config`` per folder:
+and one parent's networks fine-tuned with two seeds likewise, one ``--finetune-config`` per folder
+(here the settings until 2026-12-06, without the motion stream):
 
-    .venv/bin/python benchmarks/davis2016_propagation.py --out runs/ens-ftseeds --finetune-steps 400 \\
+    .venv/bin/python benchmarks/davis2016_propagation.py --out runs/ens-ftseeds \\
         --parent src/masktrack/weights/default.safetensors src/masktrack/weights/default.safetensors \\
         --networks runs/ft-shipped-400 runs/ft-shipped-400-seed1 \\
-        --finetune-config benchmarks/davis2016-segment.yaml benchmarks/davis2016-ablations/seed-1.yaml
-
-A ``--segment-config`` with a ``motion:`` section adds the motion stream; its networks are kept in
-``NETWORKS/motion-<steps>``:
-
-    .venv/bin/python benchmarks/davis2016_propagation.py --networks runs/ft-shipped-400 --finetune-steps 400 \\
-        --segment-config benchmarks/davis2016-ablations/motion-0.3.yaml --out runs/prop-ft400-motion
+        --finetune-config benchmarks/davis2016-ablations/finetune-lovasz.yaml benchmarks/davis2016-ablations/seed-1.yaml \\
+        --segment-config benchmarks/davis2016-ablations/finetune-lovasz.yaml
 """
 
 from __future__ import annotations
@@ -71,7 +70,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--finetune-config", type=Path, nargs="+", default=[REPO / "benchmarks" / "davis2016-segment.yaml"],
                         help="YAML whose finetune: section fine-tunes the networks (default: the benchmark's); "
                              "one for all parents, or one per --parent (e.g. another fine-tuning seed)")
-    parser.add_argument("--finetune-steps", type=int, default=100, help="online fine-tuning steps (default: 100, the benchmark's)")
+    parser.add_argument("--finetune-steps", type=int, default=400, help="online fine-tuning steps (default: 400, the benchmark's)")
     parser.add_argument("--segment-config", type=Path, default=REPO / "benchmarks" / "davis2016-segment.yaml",
                         help="YAML whose propagate: section is measured (default: the benchmark's)")
     parser.add_argument("--size", type=int, default=240, help="network input height (default: 240, the frames' own)")
