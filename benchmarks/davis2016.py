@@ -21,7 +21,7 @@ Stages (each skipped when its output already exists, so an interrupted run conti
    Markdown table per sequence with the global J&F, settings and times (``--doc``); without
    ``Annotations/480p`` the script stops after stage 3.
 
-    .venv/bin/python benchmarks/davis2016.py                       # everything, about 1 h 50 min on 2 cores
+    .venv/bin/python benchmarks/davis2016.py                       # everything: 100 to 107 min on 2 cores
     .venv/bin/python benchmarks/davis2016.py --parent runs/davis2016/parent/model.safetensors \\
         --finetune-steps 0 --run runs/davis2016-ft0 --doc ''        # an ablation row from a trained parent
     .venv/bin/python benchmarks/davis2016.py --run runs/d16-ensemble --doc '' \\
