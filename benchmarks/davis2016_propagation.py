@@ -144,7 +144,8 @@ def main() -> None:
                                                for parent, networks_dir, tuning in zip(parents, args.networks, tunings)]) \
             if config.motion.weight > 0 else None
         (args.out / sequence.name).mkdir(parents=True, exist_ok=True)
-        stream = propagate(sequence.frames(), networks, appearances, config.propagate, "cpu", motion_networks, config.motion.weight)
+        stream = propagate(sequence.frames(), networks, appearances, config.propagate, "cpu", motion_networks,
+                           config.motion.weight, config.motion.feedback)
         for result, name in zip(stream, sequence.frame_names):
             ids = list(result.probabilities)
             if ids:  # quantised as `masktrack segment --save-probabilities` stores them, then as benchmarks/davis2016.py

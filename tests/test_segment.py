@@ -352,10 +352,45 @@ def test_motion_stream_blends_its_networks_probabilities_by_its_weight() -> None
     assert torch.equal(rgb.calls[0][0, 0], torch.from_numpy(first).float())
 
 
+
+class ConstantNet(nn.Module):
+    """A stand-in motion network: the same object probability everywhere."""
+
+    def __init__(self, probability: float) -> None:
+        super().__init__()
+        self.logit = float(torch.logit(torch.tensor(probability)))
+
+    def forward(self, image: torch.Tensor, prev_mask: torch.Tensor) -> torch.Tensor:
+        logits = torch.full_like(image[:, :1], self.logit)
+        return torch.cat([torch.zeros_like(logits), logits], dim=1)
+
+
+@pytest.mark.parametrize(("motion_probability", "weight", "carried"), [
+    (1e-4, 0.5, {"fused": "nothing", "rgb": "square", "union": "square"}),  # the blend drops what the RGB network keeps
+    (1 - 1e-4, 0.6, {"fused": "frame", "rgb": "square", "union": "frame"}),  # the blend adds what the RGB network drops
+])
+def test_motion_feedback_picks_the_mask_carried_to_the_next_frame(motion_probability: float, weight: float,
+                                                                   carried: dict[str, str]) -> None:
+    frames = [square_frame((40, 60), (10, 10), 16, red=0.7) for _ in range(3)]
+    square = np.zeros((40, 60), np.uint8)
+    square[10:26, 10:26] = 1
+    expected = {"nothing": np.zeros_like(square), "square": square, "frame": np.ones_like(square)}
+    outputs = set()
+    for feedback, kind in carried.items():
+        rgb = ChannelNet()
+        results = list(propagate(frames, {1: rgb}, {0: square}, PropagateConfig(dilate_previous=0.0), motion_models={1: ConstantNet(motion_probability)},
+                                 motion_weight=weight, motion_feedback=feedback))
+        assert torch.equal(rgb.calls[1][0, 0], torch.from_numpy(expected[kind]).float()), feedback
+        outputs.add(results[1].labels.tobytes())
+    assert len(outputs) == 1  # the output is the blend's whatever is carried
+
+
 def test_motion_settings_are_checked() -> None:
     assert SegmentConfig.from_dict({"motion": {"weight": 0.3, "steps": 5}}).motion == MotionConfig(weight=0.3, steps=5)
     with pytest.raises(InputError, match="motion weight"):
         SegmentConfig.from_dict({"motion": {"weight": 1.0}})
+    with pytest.raises(InputError, match="motion feedback"):
+        SegmentConfig.from_dict({"motion": {"weight": 0.3, "feedback": "both"}})
 
 
 def test_object_view_centres_a_small_object_at_the_chosen_fill_and_stays_inside_the_frame() -> None:
@@ -590,7 +625,7 @@ def test_cli_fine_tunes_and_runs_motion_networks_from_a_config(tmp_path: Path, w
     config.write_text("motion: {weight: 0.3, steps: 1}\n")
     out = tmp_path / "run"
     assert segment(frames, "--mask", mask, "--weights", weights, "--out", out, "--finetune-steps", 2, "--config", config, "--no-report") == 0
-    assert yaml.safe_load((out / "config.yaml").read_text())["motion"] == {"weight": 0.3, "steps": 1}
+    assert yaml.safe_load((out / "config.yaml").read_text())["motion"] == {"weight": 0.3, "steps": 1, "feedback": "fused"}
     (rgb_steps, rgb_images), (motion_steps, motion_images) = tuned
     assert (rgb_steps, motion_steps) == (2, 1)
     first = np.asarray(Image.open(frames / "00000.png").convert("RGB"))

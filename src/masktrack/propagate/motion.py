@@ -19,6 +19,8 @@ import numpy as np
 from masktrack.data.sources import Sequence
 from masktrack.propagate.flow import StreamFlow, gray_frame
 
+FEEDBACKS = ("fused", "rgb", "union")
+
 
 @dataclass
 class MotionConfig:
@@ -26,12 +28,15 @@ class MotionConfig:
 
     weight: float = 0.0  # share of the motion networks in each object's probabilities, the RGB networks have the rest
     steps: int = 100  # online fine-tuning steps of the motion networks (the other fine-tuning settings are the RGB networks')
+    feedback: str = "fused"  # the mask carried to the next frame: the blend's (fused), the RGB network's (rgb), or their union
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight < 1.0:
             raise ValueError(f"motion weight must be in [0, 1), got {self.weight}")
         if self.steps < 0:
             raise ValueError(f"motion steps must be >= 0, got {self.steps}")
+        if self.feedback not in FEEDBACKS:
+            raise ValueError(f"motion feedback must be one of {', '.join(FEEDBACKS)}, got {self.feedback!r}")
 
 
 def motion_image(flow: np.ndarray) -> np.ndarray:

@@ -113,7 +113,8 @@ def segment_sequence(
     writer = SequenceWriter(run_dir, sequence.name, list(sequence.frame_names), fps if overlay else None, save_probabilities)
     frames = 0
     with writer:
-        stream = propagate(sequence.frames(), models, appearances, config.propagate, device, motion_models, config.motion.weight)
+        stream = propagate(sequence.frames(), models, appearances, config.propagate, device, motion_models,
+                           config.motion.weight, config.motion.feedback)
         for result in tqdm(stream, total=len(sequence), desc=f"segment {sequence.name}", unit="frame", disable=not progress, leave=False):
             writer.write(result)
             frames += 1

@@ -25,6 +25,9 @@ stride 16 still resolves it, at the same cost per object.
 With ``motion_models``, each object's probabilities are blended with those of its motion network,
 which sees the frame's optical-flow magnitude instead of its colours (``masktrack.propagate.motion``),
 MaskTrack's second stream: ``motion_weight`` of the motion network's, the rest the RGB network's.
+``motion_feedback`` picks which mask is carried to the next frame as the fourth channel: the blend's
+(``"fused"``, as MaskTrack+Flow does), the RGB network's alone (``"rgb"``), or their union
+(``"union"``). The frame's output is the blend's either way.
 
 With ``crf``, each frame's probabilities are refined at the network's input size by a local dense
 CRF (``masktrack.propagate.crf``), MaskTrack's post-processing, before they are resized and merged.
@@ -190,6 +193,23 @@ def predict(
     return probabilities
 
 
+def frame_probabilities(
+    probabilities: Mapping[int, torch.Tensor], ids: list[int], image: torch.Tensor, frame_size: tuple[int, int],
+    lost: set[int], config: PropagateConfig,
+) -> dict[int, torch.Tensor]:
+    """Network-size probabilities -> frame-size ones: CRF-refined against ``image`` when configured, resized, and
+    lost objects' unconfident ones suppressed."""
+    stack = torch.stack([probabilities[i] for i in ids])
+    if config.crf is not None:
+        stack = refine(stack, image, config.crf)
+    if tuple(stack.shape[-2:]) != tuple(frame_size):
+        stack = F.interpolate(stack[None], size=frame_size, mode="bilinear", align_corners=False)[0]
+    full = dict(zip(ids, stack))
+    for object_id in lost & set(ids):
+        full[object_id] = suppress_unconfident(full[object_id], config.redetect_confidence, config.redetect_min_area)
+    return full
+
+
 def warp_previous(previous: Mapping[int, torch.Tensor], flow: np.ndarray, hard: bool) -> dict[int, torch.Tensor]:
     """Previous masks moved along the backward ``flow``; hard masks stay binary (threshold 0.5)."""
     ids = list(previous)
@@ -208,13 +228,15 @@ def propagate(
     device: torch.device | str = "cpu",
     motion_models: Mapping[int, nn.Module] | None = None,
     motion_weight: float = 0.0,
+    motion_feedback: str = "fused",
 ) -> Iterator[FrameResult]:
     """Segment a stream of frames, yielding one :class:`FrameResult` per frame as it is decoded.
 
     ``models`` maps each object id to its (fine-tuned) network; ``appearances`` maps a frame
     index to the label mask of the objects first given at that frame. A given mask is used
     as-is at its frame, painted over the predictions of the objects already tracked.
-    ``motion_models`` (same ids) are the objects' motion networks, given ``motion_weight``.
+    ``motion_models`` (same ids) are the objects' motion networks, given ``motion_weight``; ``motion_feedback``
+    says which mask they leave to the next frame (module docstring).
     Only the previous frame's state is kept, so memory does not grow with the video's length.
     """
     motion_models = motion_models if motion_models and motion_weight > 0 else None
@@ -237,26 +259,26 @@ def propagate(
             network_image = image_tensor(image, size, device)
             view_dilation = dilation * size[0] / REFERENCE_HEIGHT
             small = predict(models, network_image, previous, view_dilation, config.flip, views, config.amp)
+            carried = small
             if motion_models is not None and flow is not None:
                 motion = predict(motion_models, image_tensor(motion_image(flow), size, device), previous, view_dilation,
                                  config.flip, views, config.amp)
-                small = {i: (1 - motion_weight) * small[i] + motion_weight * motion[i] for i in small}
+                rgb, small = small, {i: (1 - motion_weight) * small[i] + motion_weight * motion[i] for i in small}
+                carried = {"fused": small, "rgb": rgb, "union": {i: torch.maximum(rgb[i], small[i]) for i in small}}[motion_feedback]
             ids = list(small)
-            full_stack = torch.stack([small[i] for i in ids])
-            if config.crf is not None:
-                full_stack = refine(full_stack, network_image[0], config.crf)
-            if tuple(size) != tuple(frame_size):
-                full_stack = F.interpolate(full_stack[None], size=frame_size, mode="bilinear", align_corners=False)[0]
-            full = dict(zip(ids, full_stack))
-            for object_id in lost & set(ids):
-                full[object_id] = suppress_unconfident(full[object_id], config.redetect_confidence, config.redetect_min_area)
+            full = frame_probabilities(small, ids, network_image[0], frame_size, lost, config)
             labels = merge_probabilities(torch.stack([full[i] for i in ids]), ids, config.threshold)
+            carried_full = full if carried is small else frame_probabilities(carried, ids, network_image[0], frame_size, lost, config)
+            carried_labels = (labels if carried is small
+                              else merge_probabilities(torch.stack([carried_full[i] for i in ids]), ids, config.threshold))
         else:
             labels = torch.zeros(frame_size, dtype=torch.uint8, device=device)
+            carried_full, carried_labels = full, labels
         given = appearances.get(index)
         if given is not None:
             given_tensor = torch.as_tensor(given, device=device)
             labels = torch.where(given_tensor > 0, given_tensor.to(torch.uint8), labels)
+            carried_labels = torch.where(given_tensor > 0, given_tensor.to(torch.uint8), carried_labels)
             new_ids = [int(i) for i in torch.unique(given_tensor).tolist() if i != 0]
             unknown = [i for i in new_ids if i not in models]
             if unknown:
@@ -264,14 +286,14 @@ def propagate(
         else:
             new_ids = []
         for object_id in [*full, *(i for i in new_ids if i not in full)]:
-            hard = labels == object_id
+            hard = carried_labels == object_id
             if not bool(hard.any()):
                 lost.add(object_id)
                 previous[object_id] = torch.zeros(size, device=device)
                 continue
             lost.discard(object_id)
-            soft = config.soft_masks and object_id in full and object_id not in new_ids
-            previous[object_id] = mask_tensor(full[object_id] if soft else hard, size, device)
+            soft = config.soft_masks and object_id in carried_full and object_id not in new_ids
+            previous[object_id] = mask_tensor(carried_full[object_id] if soft else hard, size, device)
         yield FrameResult(
             index=index,
             image=image,
