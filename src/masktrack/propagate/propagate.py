@@ -264,7 +264,12 @@ def propagate(
                 motion = predict(motion_models, image_tensor(motion_image(flow), size, device), previous, view_dilation,
                                  config.flip, views, config.amp)
                 rgb, small = small, {i: (1 - motion_weight) * small[i] + motion_weight * motion[i] for i in small}
-                carried = {"fused": small, "rgb": rgb, "union": {i: torch.maximum(rgb[i], small[i]) for i in small}}[motion_feedback]
+                if motion_feedback == "rgb":
+                    carried = rgb
+                elif motion_feedback == "union":
+                    carried = {i: torch.maximum(rgb[i], small[i]) for i in small}
+                else:
+                    carried = small
             ids = list(small)
             full = frame_probabilities(small, ids, network_image[0], frame_size, lost, config)
             labels = merge_probabilities(torch.stack([full[i] for i in ids]), ids, config.threshold)
