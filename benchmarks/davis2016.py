@@ -251,6 +251,7 @@ def main() -> None:
     view_zoom, max_view_zoom = propagate.get("object_zoom", 0.0), propagate.get("max_zoom", 3.0)
     lovasz = finetune.get("lovasz_weight", 0.0)
     moved = (finetune.get("recompose") or {}).get("prob", 0.0)
+    hold = propagate.get("hold_lost", 0)
     motion_text = (f", a motion stream (networks fine-tuned {motion['steps']} steps on optical-flow magnitude) weighted {motion['weight']:.0%}"
                    if motion.get("weight") else "")
     summary = (f"{finetune['mode']} fine-tuning, {finetune['steps']} steps of {finetune['batch_size']} samples, lr {finetune['lr']}"
@@ -263,6 +264,7 @@ def main() -> None:
                f"{', dense CRF on each frame' if propagate.get('crf') else ''}"
                f"{f', small objects segmented in views zoomed until they span {view_zoom:.0%} (at most {max_view_zoom:g}x)' if view_zoom else ''}"
                f"{motion_text}"
+               f"{f', a lost object given its last mask for up to {hold} frames' if hold else ''}"
                f", object pixels where the probability exceeds {propagate.get('threshold', 0.5):g}")
     if args.doc:
         Path(args.doc).write_text(markdown(args, parents, scores, timings, summary, time.perf_counter() - start))

@@ -109,6 +109,41 @@ def test_vanished_object_gets_empty_masks_and_returns_only_when_confident() -> N
     assert fed[5:9] == [0, 0, 0, 0]  # an empty previous mask while lost, never a stale one
 
 
+class GuidedNet(nn.Module):
+    """A stand-in network that finds the red object only where its previous mask points."""
+
+    def forward(self, image: torch.Tensor, prev_mask: torch.Tensor) -> torch.Tensor:
+        probability = (image[:, :1] * prev_mask).clamp(1e-4, 1 - 1e-4)
+        return torch.cat([torch.zeros_like(probability), torch.logit(probability)], dim=1)
+
+
+@pytest.mark.parametrize("hold_lost, found_again", [(0, False), (2, True)])
+def test_a_held_lost_object_is_found_again_where_it_was(hold_lost: int, found_again: bool) -> None:
+    size = (32, 32)
+    frames = [square_frame(size, (8, 8), 8)] * 3 + [square_frame(size, (8, 8), 8, red=0.3)]  # faint: dropped
+    frames += [square_frame(size, (8, 8), 8, red=0.97)] * 3  # clear again
+    first = np.zeros(size, np.uint8)
+    first[8:16, 8:16] = 1
+    config = PropagateConfig(hold_lost=hold_lost, dilate_previous=0.0)
+    areas = [int((r.labels == 1).sum()) for r in propagate(frames, {1: GuidedNet()}, {0: first}, config)]
+    assert areas[:4] == [64, 64, 64, 0]
+    assert areas[4:] == ([64] * 3 if found_again else [0] * 3)
+
+
+def test_a_lost_object_is_held_for_hold_lost_frames_then_given_an_empty_mask() -> None:
+    size = (32, 32)
+    frames = [square_frame(size, (8, 8), 8)] * 2 + [square_frame(size, None, 8)] * 5  # gone from frame 2
+    first = np.zeros(size, np.uint8)
+    first[8:16, 8:16] = 1
+    net = ChannelNet()
+    results = list(propagate(frames, {1: net}, {0: first}, PropagateConfig(hold_lost=3, dilate_previous=0.0)))
+    assert [int((r.labels == 1).sum()) for r in results] == [64, 64, 0, 0, 0, 0, 0]
+    fed = [call.sum().item() for call in net.calls]  # previous masks seen at frames 1..6
+    assert fed == [64, 64, 64, 64, 64, 0]  # frame 2's mask held for frames 3 to 5
+    with pytest.raises(ValueError, match="hold_lost"):
+        PropagateConfig(hold_lost=-1)
+
+
 def test_object_given_at_a_later_frame_starts_there_and_is_merged() -> None:
     size = (24, 24)
     frames = [square_frame(size, (2, 2), 6) for _ in range(5)]

@@ -32,11 +32,13 @@ MaskTrack's second stream: ``motion_weight`` of the motion network's, the rest t
 With ``crf``, each frame's probabilities are refined at the network's input size by a local dense
 CRF (``masktrack.propagate.crf``), MaskTrack's post-processing, before they are resized and merged.
 
-Vanished objects: an object whose merged mask becomes empty is *lost*. It keeps being
-evaluated with an empty previous mask, but its prediction is accepted only where its
-probability exceeds ``redetect_confidence`` and only when that confident region covers at
-least ``redetect_min_area`` of the frame; otherwise it stays empty. So a lost object never
-drags a stale mask along, and one that comes back clearly is picked up again.
+Vanished objects: an object whose merged mask becomes empty is *lost*. Its prediction is then
+accepted only where its probability exceeds ``redetect_confidence`` and only when that confident
+region covers at least ``redetect_min_area`` of the frame; otherwise it stays empty. Its previous
+mask is empty, so a lost object never drags a stale mask along and one that comes back clearly is
+picked up again; with ``hold_lost`` it is instead its last mask (moved along the flow with
+``flow``) for that many frames, so that an object the network dropped for a frame or two, and
+that is still where it was, is found again.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class PropagateConfig:
     soft_masks: bool = False  # previous mask: merged hard mask (False) or the object's own probabilities
     redetect_confidence: float = 0.9  # a lost object's probability must exceed this to come back
     redetect_min_area: float = 0.001  # ... over at least this fraction of the frame
+    hold_lost: int = 0  # frames a lost object keeps its last mask as its previous mask (0: an empty one)
     dilate_previous: float | None = None  # disk radius (px at 480p) of the previous masks; None: the training dilation
     flip: bool = False  # also run the mirrored frame and average the probabilities (test-time augmentation, 2x compute)
     flow: bool = False  # warp the previous masks along optical flow (OpenCV DIS) before the network sees them
@@ -82,6 +85,8 @@ class PropagateConfig:
             raise ValueError(f"object_zoom must be in [0, 1] and max_zoom >= 1, got {self.object_zoom}, {self.max_zoom}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.hold_lost < 0:
+            raise ValueError(f"hold_lost must be >= 0 frames, got {self.hold_lost}")
 
 
 @dataclass
@@ -245,6 +250,7 @@ def propagate(
     dilation = DeformConfig().dilate_radius if config.dilate_previous is None else config.dilate_previous
     previous: dict[int, torch.Tensor] = {}  # object id -> (h, w) previous mask at network size
     lost: set[int] = set()
+    held: dict[int, int] = {}  # lost object id -> frames its last mask has been held
     stream_flow = StreamFlow(config.flow_preset) if config.flow or motion_models else None
     for index, image in enumerate(frames):
         frame_size = image.shape[:2]
@@ -294,9 +300,14 @@ def propagate(
             hard = carried_labels == object_id
             if not bool(hard.any()):
                 lost.add(object_id)
-                previous[object_id] = torch.zeros(size, device=device)
+                last = previous.get(object_id)
+                if last is not None and held.get(object_id, 0) < config.hold_lost and bool(last.any()):
+                    held[object_id] = held.get(object_id, 0) + 1  # keep this frame's (moved) previous mask
+                else:
+                    previous[object_id] = torch.zeros(size, device=device)
                 continue
             lost.discard(object_id)
+            held.pop(object_id, None)
             soft = config.soft_masks and object_id in carried_full and object_id not in new_ids
             previous[object_id] = mask_tensor(carried_full[object_id] if soft else hard, size, device)
         yield FrameResult(
