@@ -36,7 +36,7 @@ from masktrack.propagate.motion import MotionConfig, motion_image
 from masktrack.propagate.outputs import SequenceTiming, SequenceWriter, write_submission_zip, write_timings
 from masktrack.propagate.crf import CRFConfig, refine
 from masktrack.propagate.pipeline import SegmentConfig
-from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, predict, propagate
+from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, predict, propagate, touches_edge
 from masktrack.propagate.zoom import crop_views, object_view
 
 
@@ -107,6 +107,34 @@ def test_vanished_object_gets_empty_masks_and_returns_only_when_confident() -> N
     assert areas[9] == 64
     fed = [call.sum().item() for call in net.calls]  # previous masks seen at frames 1..9
     assert fed[5:9] == [0, 0, 0, 0]  # an empty previous mask while lost, never a stale one
+
+
+@pytest.mark.parametrize("inside, leaves, found_again", [(None, False, False), (0.5, False, True), (0.5, True, False)])
+def test_an_object_lost_inside_the_frame_comes_back_at_the_looser_confidence(
+    inside: float | None, leaves: bool, found_again: bool
+) -> None:
+    size = (32, 32)
+    if leaves:  # slides out through the right edge
+        frames = [square_frame(size, (12, 14 + 5 * t), 8) for t in range(4)] + [square_frame(size, (12, 40), 8)]
+    else:  # vanishes in the middle of the frame
+        frames = [square_frame(size, (12, 12), 8)] * 4 + [square_frame(size, None, 8)]
+    frames += [square_frame(size, (12, 12), 8, red=0.7)] * 2  # something faint in the middle
+    first = np.zeros(size, np.uint8)
+    first[12:20, 12:20] = 1
+    config = PropagateConfig(redetect_confidence=0.9, redetect_confidence_inside=inside, dilate_previous=0.0)
+    areas = [int((r.labels == 1).sum()) for r in propagate(frames, {1: ChannelNet()}, {0: first}, config)]
+    assert areas[4] == 0  # lost
+    assert areas[5:] == ([64, 64] if found_again else [0, 0])
+
+
+def test_touches_edge_and_the_redetect_confidences_range() -> None:
+    mask = torch.zeros(100, 100)
+    mask[2:20, 10:97] = 1
+    assert not touches_edge(mask)
+    mask[20:30, 98] = 1  # within 2 px (2 % of 100) of the right edge
+    assert touches_edge(mask)
+    with pytest.raises(ValueError, match="redetect_confidence_inside"):
+        PropagateConfig(redetect_confidence_inside=1.0)
 
 
 class GuidedNet(nn.Module):

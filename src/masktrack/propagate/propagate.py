@@ -34,7 +34,10 @@ CRF (``masktrack.propagate.crf``), MaskTrack's post-processing, before they are 
 
 Vanished objects: an object whose merged mask becomes empty is *lost*. Its prediction is then
 accepted only where its probability exceeds ``redetect_confidence`` and only when that confident
-region covers at least ``redetect_min_area`` of the frame; otherwise it stays empty. Its previous
+region covers at least ``redetect_min_area`` of the frame; otherwise it stays empty. An object can
+only leave through the frame's edge: one whose last mask was clear of it (within ``EDGE_BAND`` of the
+frame's smaller side) vanished inside the frame, occluded or dropped by the network, and with
+``redetect_confidence_inside`` it comes back at that looser confidence instead. Its previous
 mask is empty, so a lost object never drags a stale mask along and one that comes back clearly is
 picked up again; with ``hold_lost`` it is instead its last mask (moved along the flow with
 ``flow``) for that many frames, so that an object the network dropped for a frame or two, and
@@ -59,6 +62,7 @@ from masktrack.propagate.motion import motion_image
 from masktrack.propagate.zoom import crop_views, object_view, paste_views
 
 BACKGROUND_THRESHOLD = 0.5
+EDGE_BAND = 0.02  # a mask within this fraction of the frame's smaller side from its edge touches the edge
 
 
 @dataclass
@@ -68,6 +72,7 @@ class PropagateConfig:
     size: int | None = None  # network input height (width keeps the aspect ratio); None: frame size
     soft_masks: bool = False  # previous mask: merged hard mask (False) or the object's own probabilities
     redetect_confidence: float = 0.9  # a lost object's probability must exceed this to come back
+    redetect_confidence_inside: float | None = None  # ... instead this, if its last mask was clear of the edge (None: the same)
     redetect_min_area: float = 0.001  # ... over at least this fraction of the frame
     hold_lost: int = 0  # frames a lost object keeps its last mask as its previous mask (0: an empty one)
     dilate_previous: float | None = None  # disk radius (px at 480p) of the previous masks; None: the training dilation
@@ -85,6 +90,10 @@ class PropagateConfig:
             raise ValueError(f"object_zoom must be in [0, 1] and max_zoom >= 1, got {self.object_zoom}, {self.max_zoom}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        for name in ("redetect_confidence", "redetect_confidence_inside"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
         if self.hold_lost < 0:
             raise ValueError(f"hold_lost must be >= 0 frames, got {self.hold_lost}")
 
@@ -125,6 +134,19 @@ def suppress_unconfident(probabilities: torch.Tensor, confidence: float, min_are
     if confident.float().mean().item() < min_area:
         return torch.zeros_like(probabilities)
     return probabilities * confident
+
+
+def touches_edge(mask: torch.Tensor) -> bool:
+    """Whether an ``(h, w)`` mask reaches within ``EDGE_BAND`` of the frame's edge, where an object can leave."""
+    band = max(1, round(EDGE_BAND * min(mask.shape)))
+    return bool((mask > 0).sum() > (mask[band:-band, band:-band] > 0).sum())
+
+
+def redetect_confidence(last: torch.Tensor | None, config: PropagateConfig) -> float:
+    """The confidence a lost object needs to come back, from its ``last`` mask before it was lost."""
+    if config.redetect_confidence_inside is None or last is None or not bool(last.any()) or touches_edge(last):
+        return config.redetect_confidence
+    return config.redetect_confidence_inside
 
 
 def image_tensor(image: np.ndarray, size: tuple[int, int], device: torch.device | str) -> torch.Tensor:
@@ -200,18 +222,18 @@ def predict(
 
 def frame_probabilities(
     probabilities: Mapping[int, torch.Tensor], ids: list[int], image: torch.Tensor, frame_size: tuple[int, int],
-    lost: set[int], config: PropagateConfig,
+    lost: Mapping[int, float], config: PropagateConfig,
 ) -> dict[int, torch.Tensor]:
     """Network-size probabilities -> frame-size ones: CRF-refined against ``image`` when configured, resized, and
-    lost objects' unconfident ones suppressed."""
+    lost objects' ones suppressed below the confidence each needs (``lost``: id -> confidence)."""
     stack = torch.stack([probabilities[i] for i in ids])
     if config.crf is not None:
         stack = refine(stack, image, config.crf)
     if tuple(stack.shape[-2:]) != tuple(frame_size):
         stack = F.interpolate(stack[None], size=frame_size, mode="bilinear", align_corners=False)[0]
     full = dict(zip(ids, stack))
-    for object_id in lost & set(ids):
-        full[object_id] = suppress_unconfident(full[object_id], config.redetect_confidence, config.redetect_min_area)
+    for object_id in lost.keys() & set(ids):
+        full[object_id] = suppress_unconfident(full[object_id], lost[object_id], config.redetect_min_area)
     return full
 
 
@@ -249,7 +271,7 @@ def propagate(
         model.eval()
     dilation = DeformConfig().dilate_radius if config.dilate_previous is None else config.dilate_previous
     previous: dict[int, torch.Tensor] = {}  # object id -> (h, w) previous mask at network size
-    lost: set[int] = set()
+    lost: dict[int, float] = {}  # lost object id -> the confidence it needs to come back
     held: dict[int, int] = {}  # lost object id -> frames its last mask has been held
     stream_flow = StreamFlow(config.flow_preset) if config.flow or motion_models else None
     for index, image in enumerate(frames):
@@ -299,14 +321,15 @@ def propagate(
         for object_id in [*full, *(i for i in new_ids if i not in full)]:
             hard = carried_labels == object_id
             if not bool(hard.any()):
-                lost.add(object_id)
                 last = previous.get(object_id)
+                if object_id not in lost:
+                    lost[object_id] = redetect_confidence(last, config)
                 if last is not None and held.get(object_id, 0) < config.hold_lost and bool(last.any()):
                     held[object_id] = held.get(object_id, 0) + 1  # keep this frame's (moved) previous mask
                 else:
                     previous[object_id] = torch.zeros(size, device=device)
                 continue
-            lost.discard(object_id)
+            lost.pop(object_id, None)
             held.pop(object_id, None)
             soft = config.soft_masks and object_id in carried_full and object_id not in new_ids
             previous[object_id] = mask_tensor(carried_full[object_id] if soft else hard, size, device)
