@@ -252,6 +252,8 @@ def main() -> None:
     lovasz = finetune.get("lovasz_weight", 0.0)
     moved = (finetune.get("recompose") or {}).get("prob", 0.0)
     hold = propagate.get("hold_lost", 0)
+    redetect, inside = propagate.get("redetect_confidence", 0.9), propagate.get("redetect_confidence_inside")
+    inside_text = f" ({inside:g} if it was lost clear of the frame's edge)" if inside is not None else ""
     motion_text = (f", a motion stream (networks fine-tuned {motion['steps']} steps on optical-flow magnitude) weighted {motion['weight']:.0%}"
                    if motion.get("weight") else "")
     summary = (f"{finetune['mode']} fine-tuning, {finetune['steps']} steps of {finetune['batch_size']} samples, lr {finetune['lr']}"
@@ -265,6 +267,8 @@ def main() -> None:
                f"{f', small objects segmented in views zoomed until they span {view_zoom:.0%} (at most {max_view_zoom:g}x)' if view_zoom else ''}"
                f"{motion_text}"
                f"{f', a lost object given its last mask for up to {hold} frames' if hold else ''}"
+               f", a lost object back where its probability exceeds {redetect:g}"
+               f"{inside_text}"
                f", object pixels where the probability exceeds {propagate.get('threshold', 0.5):g}")
     if args.doc:
         Path(args.doc).write_text(markdown(args, parents, scores, timings, summary, time.perf_counter() - start))
