@@ -35,8 +35,8 @@ CRF (``masktrack.propagate.crf``), MaskTrack's post-processing, before they are 
 Vanished objects: an object whose merged mask becomes empty is *lost*. Its prediction is then
 accepted only where its probability exceeds ``redetect_confidence`` and only when that confident
 region covers at least ``redetect_min_area`` of the frame; otherwise it stays empty. An object can
-only leave through the frame's edge: one whose last mask was clear of it (within ``EDGE_BAND`` of the
-frame's smaller side) vanished inside the frame, occluded or dropped by the network, and with
+only leave through the frame's edge: one whose last mask was clear of it (no pixel within ``EDGE_BAND``
+of the frame's smaller side) vanished inside the frame, occluded or dropped by the network, and with
 ``redetect_confidence_inside`` it comes back at that looser confidence instead. Its previous
 mask is empty, so a lost object never drags a stale mask along and one that comes back clearly is
 picked up again; with ``hold_lost`` it is instead its last mask (moved along the flow with
