@@ -86,3 +86,32 @@ def test_cli_writes_atomically_and_refuses_existing(tmp_path: Path, capsys: pyte
     assert "--overwrite" in capsys.readouterr().err
     assert main(["synth", str(out), "--videos", "1", "--frames", "2", "--size", "48x64", "--overwrite"]) == 0
     assert sorted(p.name for p in (out / "JPEGImages" / "48p").iterdir()) == ["synth-000"]
+
+
+def test_a_hiding_object_vanishes_inside_the_frame_and_comes_back() -> None:
+    video = generate_video(seed=4, num_frames=30, size=(64, 80), num_objects=2, hiding=True)
+    areas = np.stack([(video.labels == i).sum(axis=(1, 2)) for i in (1, 2)])
+    hider = int(np.argmin(areas.min(axis=1)))
+    hidden = np.flatnonzero(areas[hider] == 0)
+    # Wholly hidden for a stretch in the middle, in view at both ends; the other object never vanishes.
+    assert len(hidden) >= 2 and 0 < hidden[0] and hidden[-1] < 29 and np.all(np.diff(hidden) == 1)
+    assert areas[hider, 0] > 0 and areas[hider, -1] > 0 and areas[1 - hider].min() > 0
+    # The pillar: columns that stay still while the background pans, empty of every mask, clear of the edge.
+    still = np.flatnonzero(video.frames.astype(np.float32).std(axis=0).mean(axis=(0, 2)) < 5)
+    assert len(still) >= 10 and np.all(np.diff(still) == 1) and 0 < still[0] and still[-1] < 79
+    assert not (video.labels[:, :, still] > 0).any()
+    without = generate_video(seed=4, num_frames=30, size=(64, 80), num_objects=2)
+    assert not np.array_equal(without.labels, video.labels)
+    with pytest.raises(ValueError, match="hiding"):
+        generate_video(seed=4, num_frames=30, size=(64, 80), num_objects=1, leaving=True, hiding=True)
+
+
+def test_occlusions_change_only_every_fourth_video(tmp_path: Path) -> None:
+    settings = {"num_videos": 5, "num_frames": 12, "size": (48, 64)}
+    plain = generate_dataset(tmp_path / "plain", **settings)
+    occluded = generate_dataset(tmp_path / "occluded", occlusions=True, **settings)
+    for index in range(5):
+        relative = f"Annotations/48p/synth-{index:03d}"
+        same = all((plain / relative / name).read_bytes() == (occluded / relative / name).read_bytes()
+                   for name in sorted(p.name for p in (plain / relative).iterdir()))
+        assert same == (index != 3)

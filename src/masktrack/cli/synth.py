@@ -12,6 +12,7 @@ EXAMPLES = """examples:
   masktrack synth data/synth                          # 4 videos of 24 frames at 120x160
   masktrack synth data/synth --videos 8 --frames 40 --size 240x320 --seed 3
   masktrack synth data/synth --overwrite              # replace an existing dataset
+  masktrack synth data/synth --videos 8 --occlusions  # videos 3 and 7: an object hides behind a pillar
 
 The output has JPEGImages/<H>p/<seq>/*.jpg, Annotations/<H>p/<seq>/*.png (DAVIS palette,
 every frame annotated) and ImageSets/2017/{train,val}.txt (the last quarter is val)."""
@@ -34,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=24, help="frames per video (default: 24)")
     parser.add_argument("--size", type=parse_size, default=(120, 160), help="frame size HxW (default: 120x160)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--occlusions", action="store_true",
+                        help="in every fourth video (3, 7, ...) one object passes wholly behind a pillar inside the frame")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
 
 
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.videos < 1 or args.frames < 2:
         raise InputError(f"{args.out_dir}: need --videos >= 1 and --frames >= 2")
     with atomic_output_dir(args.out_dir, overwrite=args.overwrite) as partial:
-        generate_dataset(partial, num_videos=args.videos, num_frames=args.frames, size=args.size, seed=args.seed, progress=True)
+        generate_dataset(partial, num_videos=args.videos, num_frames=args.frames, size=args.size, seed=args.seed,
+                         occlusions=args.occlusions, progress=True)
     print(f"wrote {args.videos} synthetic videos to {args.out_dir}")
     return 0

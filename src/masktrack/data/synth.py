@@ -4,12 +4,14 @@ Each video pans a large random texture as background and moves, rotates and scal
 two or more textured star/blob objects over it. Objects occlude each other in a fixed
 depth order (an occluded part is not in that object's mask). Odd-numbered videos have
 one object that appears mid-video; every third video (index 2, 5, ...) has one object
-that leaves the frame. Everything is deterministic from the seed.
+that leaves the frame. With ``occlusions``, every fourth video (index 3, 7, ...) has a
+pillar in front of everything, behind which one object passes: it vanishes inside the
+frame for a while and comes back. Everything is deterministic from the seed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -44,6 +46,16 @@ class _Object:
     object_id: int
     first_frame: int
     leaves: bool
+    hides: bool = False
+
+
+@dataclass(frozen=True)
+class _Pillar:
+    """A vertical bar in front of every object, covering columns ``left:right``."""
+
+    left: int
+    right: int
+    texture: np.ndarray  # (H, right - left, 3) uint8
 
 
 def sequence_name(index: int) -> str:
@@ -58,24 +70,32 @@ def generate_video(
     num_objects: int = 2,
     appearing: bool = False,
     leaving: bool = False,
+    hiding: bool = False,
 ) -> SyntheticVideo:
     """Render one synthetic video in memory.
 
     ``appearing``: the last object (in id order) is absent from the first frames and
     appears between 1/4 and 1/2 of the video. ``leaving``: one object present from the
-    start moves out of the frame and is gone from the last frame.
+    start moves out of the frame and is gone from the last frame. ``hiding``: one object
+    present from the start (not the leaving one) crosses behind a pillar in front of
+    everything, wholly hidden for about a fifth of the video, and is back by the end.
     """
     if num_frames < 2 or num_objects < 1 or min(size) < 32:
         raise ValueError("need num_frames >= 2, num_objects >= 1 and a size of at least 32x32")
     if appearing and num_objects < 2:
         raise ValueError("an appearing object needs at least 2 objects")
+    if hiding and num_objects < 1 + appearing + leaving:
+        raise ValueError("a hiding object must be one that neither appears nor leaves")
     rng = np.random.default_rng(seed)
     height, width = size
     background = _texture(rng, (2 * height, 2 * width), _random_colours(rng, 3, saturation=0.45))
     pan = rng.uniform(0, [width, height], size=(2, 2))
     for _ in range(_ATTEMPTS):
         objects = _sample_objects(rng, num_frames, size, num_objects, appearing, leaving)
-        labels = _render_labels(objects, num_frames, size)
+        pillar = None
+        if hiding:
+            objects, pillar = _hide_one(rng, objects, size)
+        labels = _render_labels(objects, num_frames, size, pillar)
         if _plausible(labels, objects, num_frames):
             break
     else:
@@ -96,6 +116,8 @@ def generate_video(
             to_image = matrix @ np.array([[unit, 0, -half * unit], [0, unit, -half * unit], [0, 0, 1]])
             pattern = cv2.warpAffine(obj.texture, to_image[:2], (width, height), flags=cv2.INTER_LINEAR)
             canvas = canvas * (1 - alpha) + pattern.astype(np.float32) * alpha
+        if pillar is not None:
+            canvas[:, pillar.left : pillar.right] = pillar.texture
         canvas += noise.normal(0, 2.0, canvas.shape)
         frames[t] = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
     return SyntheticVideo(frames=frames, labels=labels)
@@ -110,6 +132,7 @@ def generate_dataset(
     seed: int = 0,
     progress: bool = False,
     val_fraction: float = 0.25,
+    occlusions: bool = False,
 ) -> Path:
     """Write synthetic videos in the DAVIS 2017 layout under ``root`` and return ``root``.
 
@@ -118,7 +141,9 @@ def generate_dataset(
     from its first visible frame), ``ImageSets/2017/{train,val}.txt``. The last
     ``val_fraction`` of the videos (at least one; at least one left for training when
     there are two or more) form the val split. Video ``i`` is the same whatever
-    ``num_videos`` is.
+    ``num_videos`` is. ``occlusions``: videos 3, 7, 11, ... have an object that hides
+    behind a pillar inside the frame (``generate_video``'s ``hiding``); the others are
+    the same as without it.
     """
     low, high = objects_per_video
     if num_videos < 1 or not 1 <= low <= high:
@@ -129,13 +154,15 @@ def generate_dataset(
     for index in tqdm(range(num_videos), desc="synth", unit="video", disable=not progress):
         rng = np.random.default_rng([seed, index])
         num_objects = int(rng.integers(low, high + 1))
+        appearing, leaving = index % 2 == 1 and num_objects >= 2, index % 3 == 2
         video = generate_video(
             rng.integers(2**63),
             num_frames=num_frames,
             size=size,
             num_objects=num_objects,
-            appearing=index % 2 == 1 and num_objects >= 2,
-            leaving=index % 3 == 2,
+            appearing=appearing,
+            leaving=leaving,
+            hiding=occlusions and index % 4 == 3 and num_objects >= 1 + appearing + leaving,
         )
         image_dir = root / "JPEGImages" / resolution / names[index]
         mask_dir = root / "Annotations" / resolution / names[index]
@@ -192,6 +219,29 @@ def _sample_objects(
     return [objects[i] for i in rng.permutation(count)]  # drawing order: back to front
 
 
+def _hide_one(rng: np.random.Generator, objects: list[_Object], size: tuple[int, int]) -> tuple[list[_Object], _Pillar]:
+    """Send one object present from the start straight across the frame behind a new pillar wide enough to hide it."""
+    height, width = size
+    hider = next(obj for obj in objects if obj.first_frame == 0 and not obj.leaves)
+    radius = 0.13 * min(size)
+    pillar_width = 3.2 * radius  # the object (radius at most 1.03x this) fits behind it with room to spare
+    reach = pillar_width / 2 + 1.3 * radius  # from the pillar's centre to a path end where the object is clear of it
+    centre = rng.uniform(reach + 0.8 * radius, width - reach - 0.8 * radius)
+    ends = np.array([centre - reach, centre + reach])[rng.permutation(2)]
+    hidden = replace(
+        hider,
+        radius=radius,
+        start=np.array([ends[0], hider.start[1]]),
+        end=np.array([ends[1], hider.end[1]]),
+        wobble=np.array([0.0, hider.wobble[1]]),
+        scale=(0.03, hider.scale[1]),
+        hides=True,
+    )
+    left, right = int(round(centre - pillar_width / 2)), int(round(centre + pillar_width / 2))
+    texture = _texture(rng, (height, right - left), _random_colours(rng, 2, saturation=0.3))
+    return [hidden if obj is hider else obj for obj in objects], _Pillar(left, right, texture)
+
+
 def _pose(obj: _Object, progress: float) -> np.ndarray:
     """3x3 matrix from object coordinates (outline units, origin at the centre) to pixels."""
     centre = obj.start + (obj.end - obj.start) * progress + obj.wobble * np.sin(np.pi * progress)
@@ -209,20 +259,27 @@ def _alpha(obj: _Object, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarra
     return canvas
 
 
-def _render_labels(objects: list[_Object], num_frames: int, size: tuple[int, int]) -> np.ndarray:
+def _render_labels(objects: list[_Object], num_frames: int, size: tuple[int, int], pillar: _Pillar | None) -> np.ndarray:
     labels = np.zeros((num_frames, *size), dtype=np.uint8)
     for t in range(num_frames):
         for obj in objects:
             if t >= obj.first_frame:
                 labels[t][_alpha(obj, _pose(obj, t / (num_frames - 1)), size) >= 128] = obj.object_id
+    if pillar is not None:
+        labels[:, :, pillar.left : pillar.right] = 0
     return labels
 
 
 def _plausible(labels: np.ndarray, objects: list[_Object], num_frames: int) -> bool:
-    """Each object shows enough of itself from its first frame on (a leaving one: for 60% of the video)."""
+    """Each object shows enough of itself from its first frame on (a leaving one: for 60% of the video;
+    a hiding one: at both ends, and none of itself for at least two frames)."""
     for obj in objects:
         area = cv2.contourArea(obj.outline.astype(np.float32)) * obj.radius**2
         visible = np.count_nonzero(labels[obj.first_frame :] == obj.object_id, axis=(1, 2))
+        if obj.hides:
+            if min(visible[0], visible[-1]) < 0.5 * area or np.count_nonzero(visible == 0) < 2:
+                return False
+            continue
         if obj.leaves:
             if visible[-1] != 0:
                 return False
