@@ -10,8 +10,9 @@ Stages (each skipped when its output already exists, so an interrupted run conti
    steps of 2 samples; 100 steps of 4 until 2026-12-06, 0.728) on cross-entropy plus the Lovász hinge,
    small objects zoomed in both when fine-tuning and when propagating, the previous masks warped along
    optical flow, each frame also segmented mirrored, MaskTrack's motion stream (a second network per
-   object on optical-flow magnitude, 30 % of the probabilities), object pixels above probability 0.4
-   (``benchmarks/davis2016-segment.yaml``; several parents: each fine-tuned, their probabilities
+   object on optical-flow magnitude, 30 % of the probabilities), object pixels above probability 0.4,
+   an object lost clear of the frame's edge found again above 0.5 (the package default since
+   2026-12-07; 0.9 before) (``benchmarks/davis2016-segment.yaml``; several parents: each fine-tuned, their probabilities
    averaged on every frame), per-object probabilities saved, into ``RUN/val-240p``; with
    ``--processes N``, the sequences are shared out over N torchrun processes, each on its share of
    the cores;

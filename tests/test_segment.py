@@ -109,9 +109,10 @@ def test_vanished_object_gets_empty_masks_and_returns_only_when_confident() -> N
     assert fed[5:9] == [0, 0, 0, 0]  # an empty previous mask while lost, never a stale one
 
 
-@pytest.mark.parametrize("inside, leaves, found_again", [(None, False, False), (0.5, False, True), (0.5, True, False)])
+@pytest.mark.parametrize("inside, leaves, found_again",
+                         [(None, False, False), (0.5, False, True), (0.5, True, False), ("default", False, True), ("default", True, False)])
 def test_an_object_lost_inside_the_frame_comes_back_at_the_looser_confidence(
-    inside: float | None, leaves: bool, found_again: bool
+    inside: float | None | str, leaves: bool, found_again: bool
 ) -> None:
     size = (32, 32)
     if leaves:  # slides out through the right edge
@@ -121,7 +122,8 @@ def test_an_object_lost_inside_the_frame_comes_back_at_the_looser_confidence(
     frames += [square_frame(size, (12, 12), 8, red=0.7)] * 2  # something faint in the middle
     first = np.zeros(size, np.uint8)
     first[12:20, 12:20] = 1
-    config = PropagateConfig(redetect_confidence=0.9, redetect_confidence_inside=inside, dilate_previous=0.0)
+    config = PropagateConfig(dilate_previous=0.0) if inside == "default" else \
+        PropagateConfig(redetect_confidence=0.9, redetect_confidence_inside=inside, dilate_previous=0.0)
     areas = [int((r.labels == 1).sum()) for r in propagate(frames, {1: ChannelNet()}, {0: first}, config)]
     assert areas[4] == 0  # lost
     assert areas[5:] == ([64, 64] if found_again else [0, 0])

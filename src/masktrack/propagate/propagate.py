@@ -72,7 +72,7 @@ class PropagateConfig:
     size: int | None = None  # network input height (width keeps the aspect ratio); None: frame size
     soft_masks: bool = False  # previous mask: merged hard mask (False) or the object's own probabilities
     redetect_confidence: float = 0.9  # a lost object's probability must exceed this to come back
-    redetect_confidence_inside: float | None = None  # ... instead this, if its last mask was clear of the edge (None: the same)
+    redetect_confidence_inside: float | None = 0.5  # ... instead this, if its last mask was clear of the edge (None: the same)
     redetect_min_area: float = 0.001  # ... over at least this fraction of the frame
     hold_lost: int = 0  # frames a lost object keeps its last mask as its previous mask (0: an empty one)
     dilate_previous: float | None = None  # disk radius (px at 480p) of the previous masks; None: the training dilation
