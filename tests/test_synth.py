@@ -109,7 +109,8 @@ def test_a_hiding_object_vanishes_inside_the_frame_and_comes_back() -> None:
 def test_occlusions_change_only_every_fourth_video(tmp_path: Path) -> None:
     settings = {"num_videos": 5, "num_frames": 12, "size": (48, 64)}
     plain = generate_dataset(tmp_path / "plain", **settings)
-    occluded = generate_dataset(tmp_path / "occluded", occlusions=True, **settings)
+    occluded = tmp_path / "occluded"
+    assert main(["synth", str(occluded), "--videos", "5", "--frames", "12", "--size", "48x64", "--occlusions"]) == 0
     for index in range(5):
         relative = f"Annotations/48p/synth-{index:03d}"
         same = all((plain / relative / name).read_bytes() == (occluded / relative / name).read_bytes()
