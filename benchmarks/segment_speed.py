@@ -18,6 +18,7 @@ as in DAVIS) compares the fine-tuning modes.
     .venv/bin/python benchmarks/segment_speed.py --output-strides 16 --objects 1 --steps 0 --flip off on  # test-time flip's cost
     .venv/bin/python benchmarks/segment_speed.py --output-strides 16 --objects 1 --amp off on --videos 3  # bf16 autocast's gain
     .venv/bin/python benchmarks/segment_speed.py --output-strides 16 --objects 1 --freeze-stride 0 8 --videos 3  # frozen low-level layers
+    .venv/bin/python benchmarks/segment_speed.py --output-strides 16 --objects 1 --width 0 240 --videos 3  # fine-tuning on crops
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def parse_args() -> argparse.Namespace:
                         help="bf16 autocast in fine-tuning and propagation ('off on': a row for each, side by side)")
     parser.add_argument("--freeze-stride", nargs="+", type=int, default=[0],
                         help="fine-tuning's freeze_stride ('0 8': a row for each, side by side)")
+    parser.add_argument("--width", nargs="+", type=int, default=[0],
+                        help="fine-tuning's crop width, 0 for whole frames ('0 240': a row for each, side by side)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return parser.parse_args()
 
@@ -79,10 +82,11 @@ def clocks() -> np.ndarray:
 
 
 def measure(parent: torch.nn.Module, video: SyntheticVideo, mode: str, steps: int, batch_size: int, flip: bool, amp: bool,
-            freeze_stride: int) -> np.ndarray:
+            freeze_stride: int, width: int) -> np.ndarray:
     """Fine-tuning wall and CPU seconds, propagation frames per wall and per CPU second (first
     frame excluded), and the J&F mean."""
-    config = FinetuneConfig(steps=steps, batch_size=batch_size, mode=mode, amp=amp, freeze_stride=freeze_stride)
+    config = FinetuneConfig(steps=steps, batch_size=batch_size, mode=mode, amp=amp, freeze_stride=freeze_stride,
+                            width=width or None)
     start = clocks()
     models = finetune(parent, [(video.frames[0], video.labels[0])], config, "cpu", torch.Generator().manual_seed(0), progress=False)
     finetune_s = clocks() - start
@@ -110,17 +114,17 @@ def main() -> None:
           f"{config.backbone} head {config.head_channels} skip {config.low_level_skip}, {width}x{height}, {args.frames} frames, "
           f"{args.videos} video(s) per row, {args.steps} fine-tuning steps of batch {args.batch_size}, "
           f"{'weights ' + args.weights if args.weights else 'random weights'}")
-    print("| output stride | objects | mode | flip | amp | freeze stride | fine-tuning (s) | fine-tuning (CPU s) | propagation (frames/s) | propagation (frames/CPU s) |"
+    print("| output stride | objects | mode | flip | amp | freeze stride | crop width | fine-tuning (s) | fine-tuning (CPU s) | propagation (frames/s) | propagation (frames/CPU s) |"
           + (" J&F mean |" if args.weights else ""))
-    print("| ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if args.weights else ""))
+    print("| ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if args.weights else ""))
     for stride, parent in parents.items():
         for count in args.objects:
             videos = [generate_video(seed, num_frames=args.frames, size=(height, width), num_objects=count) for seed in range(args.videos)]
             for mode in args.modes if count > 1 else args.modes[:1]:
-                for flip, amp, freeze in itertools.product(args.flip, args.amp, args.freeze_stride):
+                for flip, amp, freeze, crop in itertools.product(args.flip, args.amp, args.freeze_stride, args.width):
                     finetune_s, finetune_cpu, fps, fps_cpu, score = np.mean(
-                        [measure(parent, video, mode, args.steps, args.batch_size, flip == "on", amp == "on", freeze) for video in videos], axis=0)
-                    row = f"| {stride} | {count} | {mode} | {flip} | {amp} | {freeze} | {finetune_s:.1f} | {finetune_cpu:.1f} | {fps:.1f} | {fps_cpu:.1f} |"
+                        [measure(parent, video, mode, args.steps, args.batch_size, flip == "on", amp == "on", freeze, crop) for video in videos], axis=0)
+                    row = f"| {stride} | {count} | {mode} | {flip} | {amp} | {freeze} | {crop or 'frame'} | {finetune_s:.1f} | {finetune_cpu:.1f} | {fps:.1f} | {fps_cpu:.1f} |"
                     row += f" {100 * score:.1f} |" if args.weights else ""
                     print(row, flush=True)
 

@@ -254,6 +254,23 @@ def test_finetuning_with_freeze_stride_keeps_the_low_level_layers_and_trains_the
         finetuning.FinetuneConfig(freeze_stride=3)
 
 
+def test_finetuning_width_trains_on_crops_that_hold_the_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    parent = build_model(ModelConfig(backbone="mobilenet_v2", output_stride=16, head_channels=8))
+    labels = np.zeros((32, 64), np.uint8)
+    labels[8:24, 40:56] = 1
+    targets: list[torch.Tensor] = []
+    loss = finetuning.segmentation_loss
+    monkeypatch.setattr(finetuning, "segmentation_loss", lambda logits, target, **kw: targets.append(target) or loss(logits, target, **kw))
+    for width in (32, 100, None):
+        config = finetuning.FinetuneConfig(steps=2, batch_size=2, width=width)
+        finetuning.finetune(parent, [(square_frame((32, 64), (8, 40), 16), labels)], config,
+                            generator=torch.Generator().manual_seed(0), progress=False)
+    assert [tuple(target.shape) for target in targets] == [(2, 32, 32)] * 2 + [(2, 32, 64)] * 4  # at most the frame's width
+    assert all(target.flatten(1).any(1).all() for target in targets)  # every crop holds the object
+    with pytest.raises(ValueError, match="width"):
+        finetuning.FinetuneConfig(width=8)
+
+
 def test_processing_size_resizes_the_network_input_and_returns_frame_size_masks() -> None:
     frames = [square_frame((64, 96), (16, 16), 32)] * 2
     first = np.zeros((64, 96), np.uint8)

@@ -48,6 +48,7 @@ class FinetuneConfig:
     batch_size: int = 4
     mode: str = "per_object"
     size: int | None = None  # training sample height (the propagation size); None: frame size
+    width: int | None = None  # training crops this wide (at most the frame's width); None: whole frames, as propagated
     lovasz_weight: float = 0.0  # loss: cross-entropy plus this times the Lovász hinge (an IoU surrogate)
     augment: AugmentConfig | None = None  # None: the parent's offline settings (else the defaults)
     deform: DeformConfig | None = None  # None: the parent's offline settings (else the defaults)
@@ -61,6 +62,8 @@ class FinetuneConfig:
             raise ValueError(f"fine-tuning mode must be one of {MODES}, got {self.mode!r}")
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.lovasz_weight < 0:
             raise ValueError("fine-tuning needs steps >= 0, batch_size >= 1, lr > 0 and lovasz_weight >= 0")
+        if self.width is not None and self.width < 16:
+            raise ValueError(f"fine-tuning width must be >= 16 or null, got {self.width}")
         if not 0.0 <= self.feedback_prob <= 1.0:
             raise ValueError(f"feedback_prob must be in [0, 1], got {self.feedback_prob}")
         if self.freeze_stride not in FREEZE_STRIDES:
@@ -146,7 +149,7 @@ def _train_copy(
     for layer in model.backbone.layers_to_stride(config.freeze_stride):
         layer.requires_grad_(False)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-    out_size = tuple(images.shape[-2:])
+    out_size = (images.shape[-2], min(config.width or images.shape[-1], images.shape[-1]))
     backgrounds = inpaint_backgrounds(images, masks, config.recompose.inpaint_margin) if config.recompose.prob > 0 else None
     deform = config.deform or DeformConfig()
     for _ in tqdm(range(config.steps), desc=f"fine-tune {label}", unit="step", disable=not progress, leave=False):
