@@ -2,12 +2,14 @@
 
 Stages (each skipped when its output already exists, so an interrupted run continues):
 
-1. ``masktrack train`` on DAVIS 2016 train at 240p from ImageNet MobileNetV2 weights
-   (settings: ``benchmarks/davis2016.yaml``), into ``RUN/parent`` (``--resume`` after a crash);
+1. ``masktrack train`` on DAVIS 2016 train at 240p from ImageNet MobileNetV2 weights, on 240x240
+   crops of the 427x240 frames since 2026-12-07 (settings: ``benchmarks/davis2016.yaml``; whole
+   frames, as the shipped model: add ``benchmarks/davis2016-ablations/train-whole-frames.yaml``),
+   into ``RUN/parent`` (``--resume`` after a crash);
    with ``--ensemble-config``, one more parent per file (the same settings plus that file, e.g.
    another seed) into ``RUN/parent-<file name>``;
-2. ``masktrack segment`` on the val split at 240p: online fine-tuning on each first frame (400
-   steps of 2 samples; 100 steps of 4 until 2026-12-06, 0.728) on cross-entropy plus the Lovász hinge,
+2. ``masktrack segment`` on the val split at 240p: online fine-tuning on each first frame, on
+   240x240 crops too since 2026-12-07 (400 steps of 2 samples; 100 steps of 4 until 2026-12-06, 0.728) on cross-entropy plus the Lovász hinge,
    small objects zoomed in both when fine-tuning and when propagating, the previous masks warped along
    optical flow, each frame also segmented mirrored, MaskTrack's motion stream (a second network per
    object on optical-flow magnitude, 30 % of the probabilities), object pixels above probability 0.4,
@@ -22,7 +24,7 @@ Stages (each skipped when its output already exists, so an interrupted run conti
    Markdown table per sequence with the global J&F, settings and times (``--doc``); without
    ``Annotations/480p`` the script stops after stage 3.
 
-    .venv/bin/python benchmarks/davis2016.py                       # everything: 100 to 107 min on 2 cores
+    .venv/bin/python benchmarks/davis2016.py --processes 2         # everything: 101 to 115 min on 2 slow cores
     .venv/bin/python benchmarks/davis2016.py --parent runs/davis2016/parent/model.safetensors \\
         --finetune-steps 0 --run runs/davis2016-ft0 --doc ''        # an ablation row from a trained parent
     .venv/bin/python benchmarks/davis2016.py --run runs/d16-ensemble --doc '' \\
