@@ -9,7 +9,8 @@ Stages (each skipped when its output already exists, so an interrupted run conti
    with ``--ensemble-config``, one more parent per file (the same settings plus that file, e.g.
    another seed) into ``RUN/parent-<file name>``;
 2. ``masktrack segment`` on the val split at 240p: online fine-tuning on each first frame, on
-   240x240 crops too since 2026-12-07 (400 steps of 2 samples; 100 steps of 4 until 2026-12-06, 0.728) on cross-entropy plus the Lovász hinge,
+   240x240 crops too since 2026-12-07 (400 steps of 2 samples; 100 steps of 4 until 2026-12-06,
+   0.728) on cross-entropy plus the Lovász hinge,
    small objects zoomed in both when fine-tuning and when propagating, the previous masks warped along
    optical flow, each frame also segmented mirrored, MaskTrack's motion stream (a second network per
    object on optical-flow magnitude, 30 % of the probabilities), object pixels above probability 0.4,
