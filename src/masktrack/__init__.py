@@ -1,3 +1,33 @@
-"""masktrack: MaskTrack semi-supervised video object segmentation in modern PyTorch."""
+"""masktrack: MaskTrack semi-supervised video object segmentation in modern PyTorch.
+
+    import masktrack
+    predictor = masktrack.Predictor()                        # the shipped model, preset "default"
+    for index, labels in predictor.segment("clip.mp4", masks={0: "first.png"}):
+        ...                                                  # labels: (H, W) uint8, ids as in the mask
+
+    masktrack.evaluate.evaluate_dataset("DAVIS/Annotations/480p", "runs/val")     # DAVIS J&F
+    masktrack.train.train(masktrack.train.TrainConfig(data=["DAVIS:train"]), "runs/parent")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["Predictor", "SegmentConfig", "Tracker", "PRESETS", "evaluate", "train"]
+
+_LAZY = {  # imported on first use, so that `masktrack --help` starts fast
+    "Predictor": "masktrack.api.predictor",
+    "Tracker": "masktrack.api.predictor",
+    "SegmentConfig": "masktrack.api.config",
+    "PRESETS": "masktrack.api.config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in ("evaluate", "train"):
+        return importlib.import_module(f"masktrack.{name}")
+    raise AttributeError(f"module 'masktrack' has no attribute {name!r}")

@@ -13,11 +13,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from masktrack.api.predictor import Predictor
+from masktrack.app.run import segment_run
 from masktrack.atomic import atomic_output_dir
 from masktrack.data.sources import open_davis
 from masktrack.data.synth import generate_dataset
-from masktrack.propagate.pipeline import SegmentConfig
-from masktrack.propagate.run import inherit_offline_settings, load_parents, segment_run
 from masktrack.settings import plain
 from masktrack.train import TrainConfig, train
 
@@ -35,8 +35,7 @@ class DemoSettings:
     train_steps: int = 300
     batch_size: int = 8
     lr: float = 0.01
-    finetune_steps: int = 50  # per object
-    finetune_lr: float = 1e-3
+    finetune_steps: int | None = None  # per object; None: the default preset's
     seed: int = 0
 
 
@@ -69,11 +68,10 @@ def train_parent(data: Path, out: Path, settings: DemoSettings, progress: bool =
     return train(parent_config(data, settings), out, progress=progress)
 
 
-def segment_settings(settings: DemoSettings) -> SegmentConfig:
-    """The demo's online fine-tuning and propagation settings (frame size, no resizing)."""
-    config = SegmentConfig(seed=settings.seed)
-    config.finetune.steps, config.finetune.lr = settings.finetune_steps, settings.finetune_lr
-    return config
+def demo_predictor(weights: Path, settings: DemoSettings, progress: bool = True) -> Predictor:
+    """The default preset on the CPU, with the demo's fine-tuning steps when it sets them."""
+    steps = {} if settings.finetune_steps is None else {"finetune": {"steps": settings.finetune_steps}}
+    return Predictor(weights, device="cpu", progress=progress, seed=settings.seed, **steps)
 
 
 def run_demo(
@@ -95,13 +93,10 @@ def run_demo(
         data = generate_dataset(folder / "data", num_videos=settings.videos, num_frames=settings.frames,
                                 size=settings.size, seed=settings.seed, progress=progress)
         weights = parent if parent is not None else train_parent(data, folder / "parent", settings, progress)
-        parents, metadatas = load_parents([weights], "cpu")
-        config = segment_settings(settings)
-        inherit_offline_settings(config, metadatas[0])
         record = {"demo": True, "parent": "trained" if parent is None else "given", "weights": str(weights),
                   "settings": plain(asdict(settings))}
-        evaluation = segment_run(parents, open_davis(data, split="val"), config, folder / "run", "cpu", record,
-                                 images_root=data, progress=progress)
+        evaluation = segment_run(demo_predictor(weights, settings, progress), open_davis(data, split="val"),
+                                 folder / "run", record, images_root=data, progress=progress)
     if evaluation is None:
         raise RuntimeError(f"{data}: the synthetic val split lacks ground truth")
     run_dir = Path(out) / "run"

@@ -22,8 +22,8 @@ appearing mid-video in every other video, one leaving the frame in every third) 
 2017 layout; takes the shipped model as the parent network (or --weights; with --train, or
 when this install has no shipped model, trains a MobileNetV2 parent from scratch on the 6 train
 videos); fine-tunes it online on each val video's given masks; segments the 2 val videos,
-evaluates them and writes the report. The output folder appears only when complete. Measured on
-2 CPU cores: shipped parent J&F 0.832 in 64 s; --train J&F 0.946 in 136 s.
+evaluates them and writes the report, all with the default preset. The output folder appears
+only when complete. Its J&F and time: docs/results.md.
 
 outputs (OUT = --out):
   OUT/data/ (the synthetic dataset)  OUT/parent/ (the training run, when trained)
@@ -42,9 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from masktrack.api.parents import shipped_model
     from masktrack.demo import run_demo
+    from masktrack.devices import set_threads
     from masktrack.errors import InputError
-    from masktrack.propagate.run import set_threads, shipped_model
 
     if args.weights is not None and not args.weights.is_file():
         raise InputError(f"{args.weights}: no such checkpoint")

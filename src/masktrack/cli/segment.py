@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
+
+from masktrack.errors import InputError
 
 HELP = "segment objects through videos: online fine-tuning, then frame-by-frame propagation"
 EXAMPLES = """\
 examples:
-  # a video file and the mask of its first frame (palette, binary or colour-coded PNG)
-  masktrack segment clip.mp4 --mask first.png --weights parent.safetensors --out runs/clip --overlay clip-overlay.mp4
+  # a video file and the mask of its first frame (palette, binary or colour-coded PNG), with the shipped model
+  masktrack segment clip.mp4 --mask first.png --out runs/clip --overlay clip-overlay.mp4
+
+  # the most accurate preset (longer fine-tuning, optical flow, mirrored frames, the motion stream), or the fastest
+  masktrack segment clip.mp4 --mask first.png --preset best --out runs/clip-best
+  masktrack segment clip.mp4 --mask first.png --preset fast --out runs/clip-fast
+
+  # your own parent model
+  masktrack segment clip.mp4 --mask first.png --weights parent.safetensors --out runs/clip-own
 
   # a frame folder, with a mask for each frame where new objects appear (named like the frames)
   masktrack segment frames/ --mask 00000.png --mask 00005.png --weights parent.safetensors --out runs/f
@@ -55,23 +65,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, action="append", metavar="CKPT",
                         help="parent model checkpoint (.safetensors); default: the shipped model. Repeat it to run several "
                         "parents as an ensemble: each is fine-tuned, and their probabilities are averaged on every frame")
-    parser.add_argument("--config", type=Path, metavar="YAML", help="settings file (finetune:, propagate:, motion:, seed:) over the recommended ones (fine-tuning on cross-entropy "
-                        "plus the Lovász hinge, previous masks dilated by 10 px at 480p, object threshold 0.4; "
-                        "docs/segmentation.md), overridden by the flags below")
-    parser.add_argument("--finetune-steps", type=int, metavar="N", help="online fine-tuning steps of 4 samples (default 50; 0: use the parent as is)")
+    parser.add_argument("--preset", choices=("fast", "default", "best"),
+                        help="settings preset (default: default; docs/results.md gives each one's accuracy and time)")
+    parser.add_argument("--config", type=Path, metavar="YAML", help="settings file (preset:, finetune:, propagate:, motion:, seed:) "
+                        "over the preset, key by key; the flags below override both (docs/segmentation.md)")
+    parser.add_argument("--finetune-steps", type=int, metavar="N", help="online fine-tuning steps (0: use the parent as is)")
     parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="one network per object (default) or one for all objects (cheaper for many objects)")
     parser.add_argument("--size", type=int, metavar="H", help="network input height (frames are resized; masks come back at frame size)")
     parser.add_argument("--flip", action="store_true",
                         help="also segment each frame mirrored and average the two (test-time augmentation; propagation about 1.7x slower)")
     parser.add_argument("--flow", action="store_true",
-                        help="warp each previous mask along optical flow (OpenCV DIS) before the network sees it, as MaskTrack does "
-                        "(+1.4 J&F on DAVIS 2016; about 20 ms more per 240p frame)")
+                        help="warp each previous mask along optical flow (OpenCV DIS) before the network sees it, as MaskTrack does")
     parser.add_argument("--amp", action="store_true",
                         help="run the network in bf16 autocast while fine-tuning and propagating: faster on GPUs and on CPUs with native "
                         "bf16 instructions (AVX512-BF16, AMX), possibly slower elsewhere (docs/segmentation.md)")
     parser.add_argument("--zoom", action=argparse.BooleanOptionalAction, default=True,
-                        help="zoom into small objects until they span 60%% of the view, at most 3x, both in the fine-tuning samples "
-                        "and in the propagation views (on by default; with the DAVIS 2016 benchmark's flow settings: +5 J&F, at the same cost)")
+                        help="zoom into small objects, both in the fine-tuning samples and in the propagation views (on by default)")
     parser.add_argument("--overlay", nargs="?", const=True, default=False, type=Path, metavar="FILE",
                         help="write OUT/overlays/<seq>.mp4 (and, for a single input, a copy at FILE if given)")
     parser.add_argument("--zip", action="store_true", help="write OUT/submission.zip with <seq>/<frame>.png entries")
@@ -82,21 +91,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the flags set, nested like a settings file (each flag overrides the preset and --config)."""
+    finetune: dict[str, Any] = {}
+    propagate: dict[str, Any] = {}
+    if args.finetune_steps is not None:
+        if args.finetune_steps < 0:
+            raise InputError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
+        finetune["steps"] = args.finetune_steps
+    if args.finetune_mode is not None:
+        finetune["mode"] = args.finetune_mode
+    if args.size is not None:
+        if args.size < 16:
+            raise InputError(f"--size must be at least 16 pixels, got {args.size}")
+        finetune["size"] = propagate["size"] = args.size
+    for flag in ("flip", "flow"):
+        if getattr(args, flag):
+            propagate[flag] = True
+    if args.amp:
+        finetune["amp"] = propagate["amp"] = True
+    if not args.zoom:
+        finetune["object_zoom"] = propagate["object_zoom"] = 0.0
+    return {key: value for key, value in (("finetune", finetune), ("propagate", propagate)) if value}
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
     import torch
 
-    from masktrack.errors import InputError
-    from masktrack.model.precision import require_bf16
-    from masktrack.propagate.distributed import close_ranks, init_ranks
-    from masktrack.propagate.run import (
-        choose_device, copy_overlay, inherit_offline_settings, load_parents, open_sequences, recommended_settings, segment_config,
-        segment_run, set_threads, zoom_small_objects,
-    )
+    from masktrack.api.config import segment_config
+    from masktrack.api.predictor import Predictor
+    from masktrack.app.run import RunOutputs, copy_overlay, open_sequences, segment_run
+    from masktrack.devices import choose_device, set_threads
+    from masktrack.distributed import close_ranks, init_ranks
 
     start = time.perf_counter()
-    segment_config(args.config, args.finetune_steps, args.finetune_mode, args.size)  # bad settings fail before any work
+    segment_config(args.preset, args.config, overrides(args))  # bad settings fail before any work
     device = choose_device(args.device)
     sequences = open_sequences(args.input, args.mask, args.davis, args.youtube_vos, args.split, args.sequences)
     if isinstance(args.overlay, Path) and len(sequences) != 1:
@@ -106,17 +137,10 @@ def run(args: argparse.Namespace) -> int:
         if device.startswith("cuda") and ranks.world_size > 1:
             device = f"cuda:{torch.cuda.current_device()}"
         set_threads(args.threads, ranks.world_size, device)
-        parents, metadatas = load_parents(args.weights, device)
-        config = segment_config(args.config, args.finetune_steps, args.finetune_mode, args.size, args.flip, args.flow,
-                                args.amp, base=recommended_settings(metadatas[0]))
-        inherit_offline_settings(config, metadatas[0])
-        if config.finetune.amp or config.propagate.amp:
-            require_bf16(device)
-        if args.zoom:
-            zoom_small_objects(config)
-        segment_run(parents, sequences, config, args.out, device, vars(args), overwrite=args.overwrite, ranks=ranks,
-                    overlay=bool(args.overlay), save_probabilities=args.save_probabilities, zip_masks=args.zip,
-                    report=not args.no_report, images_root=args.davis, progress=not args.quiet, start=start)
+        predictor = Predictor(args.weights, args.preset, device, config=args.config, progress=not args.quiet, **overrides(args))
+        outputs = RunOutputs(bool(args.overlay), args.save_probabilities, args.zip, not args.no_report)
+        segment_run(predictor, sequences, args.out, vars(args), outputs, args.overwrite, ranks, args.davis,
+                    progress=not args.quiet, start=start)
         if ranks.is_main and isinstance(args.overlay, Path):
             copy_overlay(args.out / "overlays" / f"{sequences[0].name}.mp4", args.overlay)
     finally:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -27,34 +27,28 @@ from torch import nn
 from tqdm import tqdm
 
 from masktrack.augment.deform import DeformConfig, deform_masks
-from masktrack.augment.feedback import fed_back_masks
-from masktrack.augment.recompose import RecomposeConfig, inpaint_backgrounds, recompose
 from masktrack.augment.transforms import AugmentConfig, augment_batch
 from masktrack.model.ensemble import ensemble_per_object
-from masktrack.model.losses import segmentation_loss
-from masktrack.model.precision import bf16_autocast
-from masktrack.propagate.propagate import image_tensor, mask_tensor, processing_size
+from masktrack.model.inputs import image_tensor, mask_tensor, processing_size
+from masktrack.model.training import batch_norms, loss_backward, training_mode
 
 MODES = ("shared", "per_object")
-FREEZE_STRIDES = (0, 2, 4, 8, 16)
 
 
 @dataclass
 class FinetuneConfig:
     """Online fine-tuning settings; ``steps = 0`` uses the parent network unchanged."""
 
-    steps: int = 50  # 50 steps of 4 samples: under a minute per object on 2 CPU cores at 240p
+    steps: int = 50  # steps of ``batch_size`` samples
     lr: float = 1e-4
     batch_size: int = 4
     mode: str = "per_object"
     size: int | None = None  # training sample height (the propagation size); None: frame size
     width: int | None = None  # training crops this wide (at most the frame's width); None: whole frames, as propagated
-    lovasz_weight: float = 0.0  # loss: cross-entropy plus this times the Lovász hinge (an IoU surrogate)
+    lovasz_weight: float = 1.0  # loss: cross-entropy plus this times the Lovász hinge (an IoU surrogate)
+    object_zoom: float = 0.6  # zoom small objects until their box spans this fraction of the sample (0: off)
     augment: AugmentConfig | None = None  # None: the parent's offline settings (else the defaults)
     deform: DeformConfig | None = None  # None: the parent's offline settings (else the defaults)
-    recompose: RecomposeConfig = field(default_factory=RecomposeConfig)  # objects moved over their inpainted background
-    feedback_prob: float = 0.0  # share of samples whose previous mask is deformed from the network's own prediction
-    freeze_stride: int = 0  # keep the backbone's layers up to this stride (2, 4, 8 or 16) as the parent's: faster steps
     amp: bool = False  # forward passes in bf16 autocast (masktrack.model.precision: faster where bf16 is native)
 
     def __post_init__(self) -> None:
@@ -64,10 +58,12 @@ class FinetuneConfig:
             raise ValueError("fine-tuning needs steps >= 0, batch_size >= 1, lr > 0 and lovasz_weight >= 0")
         if self.width is not None and self.width < 16:
             raise ValueError(f"fine-tuning width must be >= 16 or null, got {self.width}")
-        if not 0.0 <= self.feedback_prob <= 1.0:
-            raise ValueError(f"feedback_prob must be in [0, 1], got {self.feedback_prob}")
-        if self.freeze_stride not in FREEZE_STRIDES:
-            raise ValueError(f"freeze_stride must be one of {FREEZE_STRIDES}, got {self.freeze_stride}")
+        if not 0.0 <= self.object_zoom <= 1.0:
+            raise ValueError(f"fine-tuning object_zoom must be in [0, 1], got {self.object_zoom}")
+
+    def sample_augmentation(self) -> AugmentConfig:
+        """The joint augmentation of the fine-tuning samples: ``augment`` (or the defaults) with ``object_zoom``."""
+        return replace(self.augment or AugmentConfig(), object_zoom=self.object_zoom)
 
 
 def object_samples(
@@ -145,37 +141,15 @@ def _train_copy(
     model = copy.deepcopy(parent).to(device)
     if config.steps == 0:
         return model.eval()
-    set_finetune_mode(model)
-    for layer in model.backbone.layers_to_stride(config.freeze_stride):
-        layer.requires_grad_(False)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    training_mode(model, frozen=batch_norms(model))  # a few-sample batch must not move the statistics
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     out_size = (images.shape[-2], min(config.width or images.shape[-1], images.shape[-1]))
-    backgrounds = inpaint_backgrounds(images, masks, config.recompose.inpaint_margin) if config.recompose.prob > 0 else None
-    deform = config.deform or DeformConfig()
+    augment, deform = config.sample_augmentation(), config.deform or DeformConfig()
     for _ in tqdm(range(config.steps), desc=f"fine-tune {label}", unit="step", disable=not progress, leave=False):
         pick = torch.randint(len(images), (config.batch_size,), generator=generator).to(images.device)
-        batch_images, batch_masks = images[pick], masks[pick]
-        if backgrounds is not None:
-            batch_images, batch_masks = recompose(batch_images, batch_masks, backgrounds[pick], config.recompose, generator)
-        batch_images, batch_masks = augment_batch(batch_images, batch_masks, out_size, config.augment or AugmentConfig(), generator)
+        batch_images, batch_masks = augment_batch(images[pick], masks[pick], out_size, augment, generator)
         previous = deform_masks(batch_masks, deform, generator)[:, None].to(batch_images.dtype)
-        if config.feedback_prob:
-            chosen = torch.rand(len(batch_images), generator=generator) < config.feedback_prob
-            with bf16_autocast(device, config.amp):
-                previous = fed_back_masks(model, batch_images, previous, chosen,
-                                          lambda predicted, _: deform_masks(predicted, deform, generator))
-        with bf16_autocast(device, config.amp):
-            logits = model(batch_images, previous)
-        loss = segmentation_loss(logits.float(), batch_masks > 0.5, lovasz_weight=config.lovasz_weight)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_backward(model, batch_images, previous, batch_masks, config.lovasz_weight, config.amp)
         optimizer.step()
     return model.eval()
-
-
-def set_finetune_mode(model: nn.Module) -> None:
-    """Training mode with batch-norm statistics frozen (a few-sample batch must not move them)."""
-    model.train()
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()

@@ -19,8 +19,6 @@ import numpy as np
 from masktrack.data.sources import Sequence
 from masktrack.propagate.flow import StreamFlow, gray_frame
 
-FEEDBACKS = ("fused", "rgb", "union")
-
 
 @dataclass
 class MotionConfig:
@@ -28,15 +26,12 @@ class MotionConfig:
 
     weight: float = 0.0  # share of the motion networks in each object's probabilities, the RGB networks have the rest
     steps: int = 100  # online fine-tuning steps of the motion networks (the other fine-tuning settings are the RGB networks')
-    feedback: str = "fused"  # the mask carried to the next frame: the blend's (fused), the RGB network's (rgb), or their union
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight < 1.0:
             raise ValueError(f"motion weight must be in [0, 1), got {self.weight}")
         if self.steps < 0:
             raise ValueError(f"motion steps must be >= 0, got {self.steps}")
-        if self.feedback not in FEEDBACKS:
-            raise ValueError(f"motion feedback must be one of {', '.join(FEEDBACKS)}, got {self.feedback!r}")
 
 
 def motion_image(flow: np.ndarray) -> np.ndarray:
@@ -48,12 +43,17 @@ def motion_image(flow: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
+def motion_image_between(image: np.ndarray, other: np.ndarray, size: tuple[int, int], preset: str) -> np.ndarray:
+    """The motion image of ``image`` at ``size`` from its optical flow to the frame ``other``."""
+    stream = StreamFlow(preset)
+    stream.backward_flow(gray_frame(other, size))
+    return motion_image(stream.backward_flow(gray_frame(image, size)))
+
+
 def annotated_motion_image(sequence: Sequence, index: int, size: tuple[int, int], preset: str) -> np.ndarray:
     """The motion image of frame ``index`` at ``size``: its flow to the previous frame, or to the next for frame 0
     (black for a one-frame sequence)."""
     other = index - 1 if index > 0 else index + 1
     if other >= len(sequence):
         return np.zeros((*size, 3), dtype=np.uint8)
-    stream = StreamFlow(preset)
-    stream.backward_flow(gray_frame(sequence.read_frame(other), size))
-    return motion_image(stream.backward_flow(gray_frame(sequence.read_frame(index), size)))
+    return motion_image_between(sequence.read_frame(index), sequence.read_frame(other), size, preset)

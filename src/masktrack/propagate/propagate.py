@@ -5,11 +5,11 @@ objects sharing one network are batched into a single forward pass per frame. Pe
 probabilities are resized to the frame size (bilinear) and merged into one label mask:
 
     a pixel is background unless some object's probability exceeds ``threshold`` (by default
-    0.5); otherwise it goes to the object with the highest probability (``argmax`` over
+    0.4: the networks are conservative at boundaries); otherwise it goes to the object with the highest probability (``argmax`` over
     ``[threshold, p_1, ..., p_K]``, ties to the lowest index, so exactly ``threshold`` stays background).
 
-Previous masks are dilated by a disk (``dilate_previous``, by default the radius the training
-deformations dilate by) so that they look like the rough masks the network was trained on: a
+Previous masks are dilated by a disk (``dilate_previous``, 10 px at 480p by default, twice the
+training deformations' radius) so that they look like the rough masks the network was trained on: a
 network trained on dilated masks shrinks an exact one, and would shrink it a little more every frame.
 
 With ``flow``, the previous masks are first moved along the optical flow from the previous frame
@@ -25,9 +25,7 @@ stride 16 still resolves it, at the same cost per object.
 With ``motion_models``, each object's probabilities are blended with those of its motion network,
 which sees the frame's optical-flow magnitude instead of its colours (``masktrack.propagate.motion``),
 MaskTrack's second stream: ``motion_weight`` of the motion network's, the rest the RGB network's.
-``motion_feedback`` picks which mask is carried to the next frame as the fourth channel: the blend's
-(``"fused"``, as MaskTrack+Flow does), the RGB network's alone (``"rgb"``), or their union
-(``"union"``). The frame's output is the blend's either way.
+The blend's mask is carried to the next frame, as MaskTrack+Flow does.
 
 With ``crf``, each frame's probabilities are refined at the network's input size by a local dense
 CRF (``masktrack.propagate.crf``), MaskTrack's post-processing, before they are resized and merged.
@@ -39,9 +37,7 @@ only leave through the frame's edge: one whose last mask was clear of it (no pix
 of the frame's smaller side) vanished inside the frame, occluded or dropped by the network, and with
 ``redetect_confidence_inside`` it comes back at that looser confidence instead. Its previous
 mask is empty, so a lost object never drags a stale mask along and one that comes back clearly is
-picked up again; with ``hold_lost`` it is instead its last mask (moved along the flow with
-``flow``) for that many frames, so that an object the network dropped for a frame or two, and
-that is still where it was, is found again.
+picked up again.
 """
 
 from __future__ import annotations
@@ -55,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masktrack.augment.deform import REFERENCE_HEIGHT, DeformConfig, dilate_disk
+from masktrack.model.inputs import image_tensor, mask_tensor, processing_size
 from masktrack.model.precision import bf16_autocast
 from masktrack.propagate.crf import CRFConfig, refine
 from masktrack.propagate.flow import StreamFlow, gray_frame, warp_masks
@@ -70,18 +67,16 @@ class PropagateConfig:
     """How masks are carried from frame to frame."""
 
     size: int | None = None  # network input height (width keeps the aspect ratio); None: frame size
-    soft_masks: bool = False  # previous mask: merged hard mask (False) or the object's own probabilities
     redetect_confidence: float = 0.9  # a lost object's probability must exceed this to come back
     redetect_confidence_inside: float | None = 0.5  # ... instead this, if its last mask was clear of the edge (None: the same)
     redetect_min_area: float = 0.001  # ... over at least this fraction of the frame
-    hold_lost: int = 0  # frames a lost object keeps its last mask as its previous mask (0: an empty one)
-    dilate_previous: float | None = None  # disk radius (px at 480p) of the previous masks; None: the training dilation
+    dilate_previous: float | None = 10.0  # disk radius (px at 480p) of the previous masks; None: the training's (5)
     flip: bool = False  # also run the mirrored frame and average the probabilities (test-time augmentation, 2x compute)
     flow: bool = False  # warp the previous masks along optical flow (OpenCV DIS) before the network sees them
     flow_preset: str = "medium"  # DIS preset: ultrafast, fast or medium
-    object_zoom: float = 0.0  # zoom each small object's view until its previous box spans this fraction (0: whole frame)
+    object_zoom: float = 0.6  # zoom each small object's view until its previous box spans this fraction (0: whole frame)
     max_zoom: float = 3.0  # ... by at most this factor
-    threshold: float = BACKGROUND_THRESHOLD  # a pixel is an object's where its probability exceeds this (merge rule above)
+    threshold: float = 0.4  # a pixel is an object's where its probability exceeds this (merge rule above)
     crf: CRFConfig | None = None  # refine each frame's probabilities with a local dense CRF (masktrack.propagate.crf)
     amp: bool = False  # forward passes in bf16 autocast (masktrack.model.precision: faster where bf16 is native)
 
@@ -94,8 +89,6 @@ class PropagateConfig:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
-        if self.hold_lost < 0:
-            raise ValueError(f"hold_lost must be >= 0 frames, got {self.hold_lost}")
 
 
 @dataclass
@@ -108,12 +101,6 @@ class FrameResult:
     probabilities: dict[int, torch.Tensor]  # object id -> (H, W) float in [0, 1] (predicted objects only)
 
 
-def processing_size(frame_size: tuple[int, int], height: int | None) -> tuple[int, int]:
-    """Network input ``(h, w)`` for a frame of ``(H, W)`` resized to ``height`` (aspect kept)."""
-    frame_height, frame_width = frame_size
-    if height is None or height == frame_height:
-        return frame_height, frame_width
-    return height, max(1, round(frame_width * height / frame_height))
 
 
 def merge_probabilities(probabilities: torch.Tensor, ids: list[int], threshold: float = BACKGROUND_THRESHOLD) -> torch.Tensor:
@@ -149,22 +136,8 @@ def redetect_confidence(last: torch.Tensor | None, config: PropagateConfig) -> f
     return config.redetect_confidence_inside
 
 
-def image_tensor(image: np.ndarray, size: tuple[int, int], device: torch.device | str) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 RGB -> ``(1, 3, h, w)`` float in [0, 1], resized (antialiased) to ``size``."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 255.0
-    if tuple(tensor.shape[-2:]) != tuple(size):
-        tensor = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
-    return tensor
 
 
-def mask_tensor(mask: np.ndarray | torch.Tensor, size: tuple[int, int], device: torch.device | str) -> torch.Tensor:
-    """Binary or soft ``(H, W)`` mask -> ``(h, w)`` float in [0, 1] (area-resized when shrinking)."""
-    tensor = torch.as_tensor(np.asarray(mask) if not torch.is_tensor(mask) else mask, device=device).float()
-    if tuple(tensor.shape) == tuple(size):
-        return tensor
-    shrinking = size[0] < tensor.shape[0]
-    resized = F.interpolate(tensor[None, None], size=size, mode="area" if shrinking else "bilinear", align_corners=None if shrinking else False)
-    return resized[0, 0].clamp_(0, 1)
 
 
 def group_by_network(models: Mapping[int, nn.Module], ids: list[int]) -> list[tuple[nn.Module, list[int]]]:
@@ -237,16 +210,100 @@ def frame_probabilities(
     return full
 
 
-def warp_previous(previous: Mapping[int, torch.Tensor], flow: np.ndarray, hard: bool) -> dict[int, torch.Tensor]:
-    """Previous masks moved along the backward ``flow``; hard masks stay binary (threshold 0.5)."""
+def warp_previous(previous: Mapping[int, torch.Tensor], flow: np.ndarray) -> dict[int, torch.Tensor]:
+    """Previous masks moved along the backward ``flow``, kept binary (threshold 0.5)."""
     ids = list(previous)
     warped = warp_masks(torch.stack([previous[i] for i in ids]), flow)
-    if hard:
-        warped = (warped >= 0.5).float()
-    return dict(zip(ids, warped))
+    return dict(zip(ids, (warped >= 0.5).float()))
 
 
-@torch.inference_mode()
+class Propagator:
+    """Propagation state carried from frame to frame: each object's previous mask, the lost objects and the
+    optical-flow stream. :meth:`step` segments the next frame; :meth:`add_objects` brings in new objects' networks."""
+
+    def __init__(
+        self,
+        models: Mapping[int, nn.Module],
+        config: PropagateConfig,
+        device: torch.device | str = "cpu",
+        motion_models: Mapping[int, nn.Module] | None = None,
+        motion_weight: float = 0.0,
+    ) -> None:
+        self.config, self.device, self.motion_weight = config, device, motion_weight
+        self.models: dict[int, nn.Module] = {}
+        self.motion_models: dict[int, nn.Module] | None = {} if motion_weight > 0 else None
+        self.add_objects(models, motion_models)
+        self.dilation = DeformConfig().dilate_radius if config.dilate_previous is None else config.dilate_previous
+        self.previous: dict[int, torch.Tensor] = {}  # object id -> (h, w) previous mask at network size
+        self.lost: dict[int, float] = {}  # lost object id -> the confidence it needs to come back
+        self.flow_stream = StreamFlow(config.flow_preset) if config.flow or self.motion_models is not None else None
+        self.index = 0
+
+    def add_objects(self, models: Mapping[int, nn.Module], motion_models: Mapping[int, nn.Module] | None = None) -> None:
+        """Networks (and motion networks, when the motion stream is on) for objects given from now on."""
+        for model in [*models.values(), *(motion_models or {}).values()]:
+            model.eval()
+        self.models.update(models)
+        if motion_models:
+            if self.motion_models is None:
+                raise ValueError("motion networks given with motion_weight 0")
+            self.motion_models.update(motion_models)
+
+    @torch.inference_mode()
+    def step(self, image: np.ndarray, given: np.ndarray | None = None) -> FrameResult:
+        """Segment the next frame ``(H, W, 3)`` uint8 RGB; ``given``: a label mask of objects given at this frame,
+        painted over the predictions (its objects' networks must have been added)."""
+        frame_size = image.shape[:2]
+        size = processing_size(frame_size, self.config.size)
+        flow = self.flow_stream.backward_flow(gray_frame(image, size)) if self.flow_stream is not None else None
+        if self.previous and flow is not None and self.config.flow:
+            self.previous = warp_previous(self.previous, flow)
+        full = self._probabilities(image, size, flow) if self.previous else {}
+        ids = list(full)
+        labels = (merge_probabilities(torch.stack([full[i] for i in ids]), ids, self.config.threshold) if ids
+                  else torch.zeros(frame_size, dtype=torch.uint8, device=self.device))
+        new_ids: list[int] = []
+        if given is not None:
+            given_tensor = torch.as_tensor(given, device=self.device).to(torch.uint8)
+            labels = torch.where(given_tensor > 0, given_tensor, labels)
+            new_ids = [int(i) for i in torch.unique(given_tensor).tolist() if i != 0]
+            unknown = [i for i in new_ids if i not in self.models]
+            if unknown:
+                raise ValueError(f"frame {self.index}: no network for object ids {unknown}")
+        self._carry(labels, [*ids, *(i for i in new_ids if i not in full)], size)
+        self.index += 1
+        return FrameResult(index=self.index - 1, image=image, labels=labels.cpu().numpy(), probabilities=full)
+
+    def _probabilities(self, image: np.ndarray, size: tuple[int, int], flow: np.ndarray | None) -> dict[int, torch.Tensor]:
+        """Frame-size probabilities of the tracked objects: RGB networks, blended with the motion stream's."""
+        config = self.config
+        views = {i: view for i, mask in self.previous.items()
+                 if (view := object_view(mask, config.object_zoom, config.max_zoom)) is not None} if config.object_zoom else None
+        network_image = image_tensor(image, size, self.device)
+        dilation = self.dilation * size[0] / REFERENCE_HEIGHT
+        small = predict(self.models, network_image, self.previous, dilation, config.flip, views, config.amp)
+        if self.motion_models is not None and flow is not None:
+            missing = sorted(set(self.previous) - set(self.motion_models))
+            if missing:
+                raise ValueError(f"frame {self.index}: no motion network for object ids {missing}")
+            motion = predict(self.motion_models, image_tensor(motion_image(flow), size, self.device), self.previous,
+                             dilation, config.flip, views, config.amp)
+            small = {i: (1 - self.motion_weight) * small[i] + self.motion_weight * motion[i] for i in small}
+        return frame_probabilities(small, list(small), network_image[0], image.shape[:2], self.lost, config)
+
+    def _carry(self, labels: torch.Tensor, ids: list[int], size: tuple[int, int]) -> None:
+        """Each object's mask in ``labels`` becomes its previous mask; an object with none is lost (module docstring)."""
+        for object_id in ids:
+            hard = labels == object_id
+            if bool(hard.any()):
+                self.lost.pop(object_id, None)
+                self.previous[object_id] = mask_tensor(hard, size, self.device)
+                continue
+            if object_id not in self.lost:
+                self.lost[object_id] = redetect_confidence(self.previous.get(object_id), self.config)
+            self.previous[object_id] = torch.zeros(size, device=self.device)
+
+
 def propagate(
     frames: Iterable[np.ndarray],
     models: Mapping[int, nn.Module],
@@ -255,87 +312,14 @@ def propagate(
     device: torch.device | str = "cpu",
     motion_models: Mapping[int, nn.Module] | None = None,
     motion_weight: float = 0.0,
-    motion_feedback: str = "fused",
 ) -> Iterator[FrameResult]:
     """Segment a stream of frames, yielding one :class:`FrameResult` per frame as it is decoded.
 
-    ``models`` maps each object id to its (fine-tuned) network; ``appearances`` maps a frame
-    index to the label mask of the objects first given at that frame. A given mask is used
-    as-is at its frame, painted over the predictions of the objects already tracked.
-    ``motion_models`` (same ids) are the objects' motion networks, given ``motion_weight``; ``motion_feedback``
-    says which mask they leave to the next frame (module docstring).
+    ``models`` maps each object id to its (fine-tuned) network; ``appearances`` maps a frame index to the label
+    mask of the objects first given at that frame, used as-is at its frame, painted over the predictions of the
+    objects already tracked. ``motion_models`` (same ids) are the objects' motion networks, given ``motion_weight``.
     Only the previous frame's state is kept, so memory does not grow with the video's length.
     """
-    motion_models = motion_models if motion_models and motion_weight > 0 else None
-    for model in {id(m): m for m in [*models.values(), *(motion_models or {}).values()]}.values():
-        model.eval()
-    dilation = DeformConfig().dilate_radius if config.dilate_previous is None else config.dilate_previous
-    previous: dict[int, torch.Tensor] = {}  # object id -> (h, w) previous mask at network size
-    lost: dict[int, float] = {}  # lost object id -> the confidence it needs to come back
-    held: dict[int, int] = {}  # lost object id -> frames its last mask has been held
-    stream_flow = StreamFlow(config.flow_preset) if config.flow or motion_models else None
+    propagator = Propagator(models, config, device, motion_models, motion_weight)
     for index, image in enumerate(frames):
-        frame_size = image.shape[:2]
-        size = processing_size(frame_size, config.size)
-        full: dict[int, torch.Tensor] = {}
-        flow = stream_flow.backward_flow(gray_frame(image, size)) if stream_flow is not None else None
-        if previous and flow is not None and config.flow:
-            previous = warp_previous(previous, flow, hard=not config.soft_masks)
-        if previous:
-            views = {i: view for i, mask in previous.items()
-                     if (view := object_view(mask, config.object_zoom, config.max_zoom)) is not None} if config.object_zoom else None
-            network_image = image_tensor(image, size, device)
-            view_dilation = dilation * size[0] / REFERENCE_HEIGHT
-            small = predict(models, network_image, previous, view_dilation, config.flip, views, config.amp)
-            carried = small
-            if motion_models is not None and flow is not None:
-                motion = predict(motion_models, image_tensor(motion_image(flow), size, device), previous, view_dilation,
-                                 config.flip, views, config.amp)
-                rgb, small = small, {i: (1 - motion_weight) * small[i] + motion_weight * motion[i] for i in small}
-                if motion_feedback == "rgb":
-                    carried = rgb
-                elif motion_feedback == "union":
-                    carried = {i: torch.maximum(rgb[i], small[i]) for i in small}
-                else:
-                    carried = small
-            ids = list(small)
-            full = frame_probabilities(small, ids, network_image[0], frame_size, lost, config)
-            labels = merge_probabilities(torch.stack([full[i] for i in ids]), ids, config.threshold)
-            carried_full = full if carried is small else frame_probabilities(carried, ids, network_image[0], frame_size, lost, config)
-            carried_labels = (labels if carried is small
-                              else merge_probabilities(torch.stack([carried_full[i] for i in ids]), ids, config.threshold))
-        else:
-            labels = torch.zeros(frame_size, dtype=torch.uint8, device=device)
-            carried_full, carried_labels = full, labels
-        given = appearances.get(index)
-        if given is not None:
-            given_tensor = torch.as_tensor(given, device=device)
-            labels = torch.where(given_tensor > 0, given_tensor.to(torch.uint8), labels)
-            carried_labels = torch.where(given_tensor > 0, given_tensor.to(torch.uint8), carried_labels)
-            new_ids = [int(i) for i in torch.unique(given_tensor).tolist() if i != 0]
-            unknown = [i for i in new_ids if i not in models]
-            if unknown:
-                raise ValueError(f"frame {index}: no network for object ids {unknown}")
-        else:
-            new_ids = []
-        for object_id in [*full, *(i for i in new_ids if i not in full)]:
-            hard = carried_labels == object_id
-            if not bool(hard.any()):
-                last = previous.get(object_id)
-                if object_id not in lost:
-                    lost[object_id] = redetect_confidence(last, config)
-                if last is not None and held.get(object_id, 0) < config.hold_lost and bool(last.any()):
-                    held[object_id] = held.get(object_id, 0) + 1  # keep this frame's (moved) previous mask
-                else:
-                    previous[object_id] = torch.zeros(size, device=device)
-                continue
-            lost.pop(object_id, None)
-            held.pop(object_id, None)
-            soft = config.soft_masks and object_id in carried_full and object_id not in new_ids
-            previous[object_id] = mask_tensor(carried_full[object_id] if soft else hard, size, device)
-        yield FrameResult(
-            index=index,
-            image=image,
-            labels=labels.cpu().numpy(),
-            probabilities=full,
-        )
+        yield propagator.step(image, appearances.get(index))

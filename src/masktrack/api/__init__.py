@@ -1,0 +1,1 @@
+"""The Python API: settings and presets, parent networks, and the Predictor."""
