@@ -10,7 +10,7 @@ on 2 cores instead of an hour.
 
     .venv/bin/python benchmarks/davis2016_propagation.py --networks runs/ft400 --out runs/prop-default
     .venv/bin/python benchmarks/davis2016_propagation.py --networks runs/ft400 --out runs/prop-no-motion \\
-        --segment-config benchmarks/davis2016-ablations/finetune-batch-2.yaml     # without the motion stream
+        --segment-config benchmarks/davis2016-ablations/no-motion.yaml     # without the motion stream
 
 A ``--segment-config`` with a ``motion:`` section (the default's has one) adds the motion stream; its
 networks are kept in ``NETWORKS/motion-<steps>``. Several ``--parent`` files with as many ``--networks``
@@ -22,12 +22,13 @@ on every frame:
         --networks runs/ft400-shipped runs/ft400-seed1
 
 and one parent's networks fine-tuned with two seeds likewise, one ``--finetune-config`` per folder
-(here the settings until 2026-12-06, without the motion stream):
+(here the settings until 2026-12-06, without the motion stream; ``seed-1.yaml``: the lines of
+``finetune-lovasz.yaml`` plus ``seed: 1``):
 
     .venv/bin/python benchmarks/davis2016_propagation.py --out runs/ens-ftseeds \\
         --parent src/masktrack/weights/default.safetensors src/masktrack/weights/default.safetensors \\
         --networks runs/ft-shipped-400 runs/ft-shipped-400-seed1 \\
-        --finetune-config benchmarks/davis2016-ablations/finetune-lovasz.yaml benchmarks/davis2016-ablations/seed-1.yaml \\
+        --finetune-config benchmarks/davis2016-ablations/finetune-lovasz.yaml seed-1.yaml \\
         --segment-config benchmarks/davis2016-ablations/finetune-lovasz.yaml
 """
 

@@ -1,4 +1,5 @@
-"""The README's and docs' relative links lead to files that exist and to headings that exist in them."""
+"""The README's and docs' relative links lead to files that exist and to headings that exist in them, and
+the ``benchmarks/`` files they name exist."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^(```|~~~)")
+BENCHMARK_FILE = re.compile(r"benchmarks/[\w./-]+\.(?:yaml|py|sh)\b")
+REMOVED = "recipe removed; see git history"
 
 
 def prose_lines(text: str) -> list[str]:
@@ -43,6 +46,27 @@ def relative_links(page: Path) -> list[str]:
     """Link targets outside code, other than URLs."""
     return [target for line in prose_lines(page.read_text(encoding="utf-8"))
             for target in LINK.findall(re.sub(r"`[^`]*`", "", line)) if not re.match(r"[a-z]+:", target)]
+
+
+def missing_benchmark_files(text: str) -> list[str]:
+    """``benchmarks/`` files named in the text that do not exist, unless their paragraph (a table row, or
+    lines up to a blank one) says the recipe was removed."""
+    paragraphs = [block for part in re.split(r"\n\s*\n", text)
+                  for block in (part.splitlines() if part.lstrip().startswith("|") else [part])]
+    return sorted({path for paragraph in paragraphs if REMOVED not in paragraph
+                   for path in BENCHMARK_FILE.findall(paragraph) if not (REPO / path).exists()})
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(REPO).as_posix())
+def test_benchmark_files_exist(page: Path) -> None:
+    missing = missing_benchmark_files(page.read_text(encoding="utf-8"))
+    assert not missing, f"{page.name} names files that do not exist (mark them '{REMOVED}'): " + ", ".join(missing)
+
+
+def test_missing_benchmark_files_rule() -> None:
+    text = ("`benchmarks/davis2016.yaml` and `benchmarks/gone.yaml`\n\n"
+            "`benchmarks/gone-too.yaml`\n(recipe removed; see git history)\n\n| `benchmarks/row.yaml` |")
+    assert missing_benchmark_files(text) == ["benchmarks/gone.yaml", "benchmarks/row.yaml"]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(REPO).as_posix())
