@@ -72,7 +72,7 @@ def parse_args() -> argparse.Namespace:
                         help="train one more parent per file, with the --train-config files plus that one (e.g. another seed), "
                         "and run all parents as an ensemble")
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "davis2016", help="run folder (default: runs/davis2016)")
-    parser.add_argument("--finetune-steps", type=int, default=400, help="online fine-tuning steps per sequence (default: 400)")
+    parser.add_argument("--finetune-steps", type=int, help="online fine-tuning steps per sequence (default: the segment config's preset's)")
     parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="fine-tuning mode (default: segment's)")
     parser.add_argument("--size", type=int, default=240, help="network input height for fine-tuning and propagation (default: 240, the frames' own)")
     parser.add_argument("--segment-config", type=Path, default=REPO / "benchmarks" / "davis2016-segment.yaml",
@@ -155,8 +155,9 @@ def segment_val(args: argparse.Namespace, parents: list[Path]) -> Path:
     if (out / "timings.json").is_file():
         return out
     weights = [option for parent in parents for option in ("--weights", str(parent))]
-    options = [*weights, "--size", str(args.size), "--finetune-steps", str(args.finetune_steps),
-               "--save-probabilities", "--no-report", "--overwrite"]
+    options = [*weights, "--size", str(args.size), "--save-probabilities", "--no-report", "--overwrite"]
+    if args.finetune_steps is not None:
+        options += ["--finetune-steps", str(args.finetune_steps)]
     if args.finetune_mode:
         options += ["--finetune-mode", args.finetune_mode]
     if args.segment_config:

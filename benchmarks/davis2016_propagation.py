@@ -46,14 +46,16 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
+from masktrack.api.config import SegmentConfig, segment_config
+from masktrack.api.parents import for_parent
 from masktrack.data.masks import write_mask
 from masktrack.data.sources import Sequence, first_appearances, open_davis
 from masktrack.evaluate import evaluate_dataset, write_results
 from masktrack.model import ensemble_per_object, load_checkpoint, save_checkpoint
+from masktrack.model.inputs import processing_size
 from masktrack.online.finetune import finetune
-from masktrack.propagate.pipeline import SegmentConfig, motion_annotations
+from masktrack.propagate.motion import annotated_motion_image
 from masktrack.propagate.propagate import merge_probabilities, propagate
-from masktrack.propagate.run import inherit_offline_settings, load_parents, segment_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -117,7 +119,9 @@ def fine_tuned(networks_dir: Path, parent: torch.nn.Module, config: SegmentConfi
             annotations = [(sequence.read_frame(index), labels) for index, labels in sorted(appearances.items())]
             finetune_config = config.finetune
         else:
-            annotations = motion_annotations(sequence, appearances, config)
+            size, preset = config.propagate.size, config.propagate.flow_preset
+            annotations = [(annotated_motion_image(sequence, index, processing_size(labels.shape, size), preset), labels)
+                           for index, labels in sorted(appearances.items())]
             finetune_config = replace(config.finetune, steps=motion_steps)
         networks = finetune(parent, annotations, finetune_config, "cpu", torch.Generator().manual_seed(config.seed), progress=False)
         for object_id, network in networks.items():
@@ -127,13 +131,13 @@ def fine_tuned(networks_dir: Path, parent: torch.nn.Module, config: SegmentConfi
 
 def main() -> None:
     args = parse_args()
-    parents, metadatas = load_parents(args.parent, "cpu")
-    config = segment_config(args.segment_config, args.finetune_steps, None, args.size)
-    inherit_offline_settings(config, metadatas[0])
+    loaded = [load_checkpoint(path) for path in args.parent]
+    parents = [model.eval() for model, _ in loaded]
+    overrides = {"finetune": {"steps": args.finetune_steps, "size": args.size}, "propagate": {"size": args.size}}
+    config = for_parent(segment_config(None, args.segment_config, overrides), loaded[0][1])
     tunings = []  # each parent is fine-tuned with the settings it was trained with, as in a run of its own
-    for parent_path, networks_dir, metadata, finetune_config in zip(args.parent, args.networks, metadatas, args.finetune_config):
-        tunings.append(segment_config(finetune_config, args.finetune_steps, None, args.size))
-        inherit_offline_settings(tunings[-1], metadata)
+    for parent_path, networks_dir, (_, metadata), finetune_config in zip(args.parent, args.networks, loaded, args.finetune_config):
+        tunings.append(for_parent(segment_config(None, finetune_config, overrides), metadata))
         record_networks(networks_dir, parent_path, tunings[-1])
     sequences = open_davis(args.davis, split="val", sequences=args.sequences)
     start = time.perf_counter()
@@ -146,7 +150,7 @@ def main() -> None:
             if config.motion.weight > 0 else None
         (args.out / sequence.name).mkdir(parents=True, exist_ok=True)
         stream = propagate(sequence.frames(), networks, appearances, config.propagate, "cpu", motion_networks,
-                           config.motion.weight, config.motion.feedback)
+                           config.motion.weight)
         for result, name in zip(stream, sequence.frame_names):
             ids = list(result.probabilities)
             if ids:  # quantised as `masktrack segment --save-probabilities` stores them, then as benchmarks/davis2016.py

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import torch
 
+from masktrack.devices import device_name
 from masktrack.model import ModelConfig, build_model
 from masktrack.model.inference import prepare_for_inference
-from masktrack.propagate.run import device_name
 
 MODES = ("eager", "prepared")
 SKIP_CHOICES = {"off": [False], "on": [True], "both": [False, True]}
