@@ -252,11 +252,9 @@ def main() -> None:
         "objects": {obj.name: (obj.j_statistics.mean, obj.f_statistics.mean) for obj in result.objects},
     }
     timings = json.loads((low / "timings.json").read_text())
-    zoom = (finetune.get("augment") or {}).get("object_zoom", 0.0)
+    zoom = finetune.get("object_zoom", 0.0)
     view_zoom, max_view_zoom = propagate.get("object_zoom", 0.0), propagate.get("max_zoom", 3.0)
     lovasz = finetune.get("lovasz_weight", 0.0)
-    moved = (finetune.get("recompose") or {}).get("prob", 0.0)
-    hold = propagate.get("hold_lost", 0)
     redetect, inside = propagate.get("redetect_confidence", 0.9), propagate.get("redetect_confidence_inside")
     inside_text = f" ({inside:g} if it was lost clear of the frame's edge)" if inside is not None else ""
     motion_text = (f", a motion stream (networks fine-tuned {motion['steps']} steps on optical-flow magnitude) weighted {motion['weight']:.0%}"
@@ -264,14 +262,13 @@ def main() -> None:
     summary = (f"{finetune['mode']} fine-tuning, {finetune['steps']} steps of {finetune['batch_size']} samples, lr {finetune['lr']}"
                f"{f', loss cross-entropy + {lovasz:g} x Lovász hinge' if lovasz else ''}"
                f"{f', small objects zoomed in to span {zoom:.0%} of the crop' if zoom else ''}"
-               f"{f', {moved:.0%} of the samples with the object moved over its inpainted background' if moved else ''}; "
-               f"propagation at height {propagate['size']}, {'soft' if propagate['soft_masks'] else 'hard'} previous masks "
+               "; "
+               f"propagation at height {propagate['size']}, previous masks "
                f"dilated by {propagate['dilate_previous']} px (at 480p){', warped along optical flow' if propagate['flow'] else ''}"
                f"{', mirrored-frame averaging' if propagate['flip'] else ''}"
                f"{', dense CRF on each frame' if propagate.get('crf') else ''}"
                f"{f', small objects segmented in views zoomed until they span {view_zoom:.0%} (at most {max_view_zoom:g}x)' if view_zoom else ''}"
                f"{motion_text}"
-               f"{f', a lost object given its last mask for up to {hold} frames' if hold else ''}"
                f", a lost object back where its probability exceeds {redetect:g}"
                f"{inside_text}"
                f", object pixels where the probability exceeds {propagate.get('threshold', 0.5):g}")

@@ -17,7 +17,6 @@ as in DAVIS) compares the fine-tuning modes.
     .venv/bin/python benchmarks/segment_speed.py --output-strides 16 --objects 3 --weights parent.safetensors --videos 5
     .venv/bin/python benchmarks/segment_speed.py --output-strides 16 --objects 1 --steps 0 --flip off on  # test-time flip's cost
     .venv/bin/python benchmarks/segment_speed.py --output-strides 16 --objects 1 --amp off on --videos 3  # bf16 autocast's gain
-    .venv/bin/python benchmarks/segment_speed.py --output-strides 16 --objects 1 --freeze-stride 0 8 --videos 3  # frozen low-level layers
     .venv/bin/python benchmarks/segment_speed.py --output-strides 16 --objects 1 --width 0 240 --videos 3  # fine-tuning on crops
 """
 
@@ -57,8 +56,6 @@ def parse_args() -> argparse.Namespace:
                         help="mirrored-frame averaging in propagation ('off on': a row for each, side by side)")
     parser.add_argument("--amp", nargs="+", choices=["off", "on"], default=["off"],
                         help="bf16 autocast in fine-tuning and propagation ('off on': a row for each, side by side)")
-    parser.add_argument("--freeze-stride", nargs="+", type=int, default=[0],
-                        help="fine-tuning's freeze_stride ('0 8': a row for each, side by side)")
     parser.add_argument("--width", nargs="+", type=int, default=[0],
                         help="fine-tuning's crop width, 0 for whole frames ('0 240': a row for each, side by side)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -82,10 +79,10 @@ def clocks() -> np.ndarray:
 
 
 def measure(parent: torch.nn.Module, video: SyntheticVideo, mode: str, steps: int, batch_size: int, flip: bool, amp: bool,
-            freeze_stride: int, width: int) -> np.ndarray:
+            width: int) -> np.ndarray:
     """Fine-tuning wall and CPU seconds, propagation frames per wall and per CPU second (first
     frame excluded), and the J&F mean."""
-    config = FinetuneConfig(steps=steps, batch_size=batch_size, mode=mode, amp=amp, freeze_stride=freeze_stride,
+    config = FinetuneConfig(steps=steps, batch_size=batch_size, mode=mode, amp=amp,
                             width=width or None)
     start = clocks()
     models = finetune(parent, [(video.frames[0], video.labels[0])], config, "cpu", torch.Generator().manual_seed(0), progress=False)
@@ -114,17 +111,17 @@ def main() -> None:
           f"{config.backbone} head {config.head_channels} skip {config.low_level_skip}, {width}x{height}, {args.frames} frames, "
           f"{args.videos} video(s) per row, {args.steps} fine-tuning steps of batch {args.batch_size}, "
           f"{'weights ' + args.weights if args.weights else 'random weights'}")
-    print("| output stride | objects | mode | flip | amp | freeze stride | crop width | fine-tuning (s) | fine-tuning (CPU s) | propagation (frames/s) | propagation (frames/CPU s) |"
+    print("| output stride | objects | mode | flip | amp | crop width | fine-tuning (s) | fine-tuning (CPU s) | propagation (frames/s) | propagation (frames/CPU s) |"
           + (" J&F mean |" if args.weights else ""))
     print("| ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if args.weights else ""))
     for stride, parent in parents.items():
         for count in args.objects:
             videos = [generate_video(seed, num_frames=args.frames, size=(height, width), num_objects=count) for seed in range(args.videos)]
             for mode in args.modes if count > 1 else args.modes[:1]:
-                for flip, amp, freeze, crop in itertools.product(args.flip, args.amp, args.freeze_stride, args.width):
+                for flip, amp, crop in itertools.product(args.flip, args.amp, args.width):
                     finetune_s, finetune_cpu, fps, fps_cpu, score = np.mean(
-                        [measure(parent, video, mode, args.steps, args.batch_size, flip == "on", amp == "on", freeze, crop) for video in videos], axis=0)
-                    row = f"| {stride} | {count} | {mode} | {flip} | {amp} | {freeze} | {crop or 'frame'} | {finetune_s:.1f} | {finetune_cpu:.1f} | {fps:.1f} | {fps_cpu:.1f} |"
+                        [measure(parent, video, mode, args.steps, args.batch_size, flip == "on", amp == "on", crop) for video in videos], axis=0)
+                    row = f"| {stride} | {count} | {mode} | {flip} | {amp} | {crop or 'frame'} | {finetune_s:.1f} | {finetune_cpu:.1f} | {fps:.1f} | {fps_cpu:.1f} |"
                     row += f" {100 * score:.1f} |" if args.weights else ""
                     print(row, flush=True)
 
