@@ -16,15 +16,11 @@ from masktrack.augment import (
     DEFORMATIONS,
     AugmentConfig,
     DeformConfig,
-    RecomposeConfig,
     augment_batch,
     deform_masks,
-    inpaint_backgrounds,
-    recompose,
     resize_pair,
 )
 from masktrack.augment.boxes import bounding_boxes
-from masktrack.augment.feedback import fed_back_masks
 from masktrack.augment.preview import ROWS, deformation_sheet
 from masktrack.cli import main
 from masktrack.data.masks import write_mask
@@ -125,24 +121,6 @@ def test_coarsen_and_drop_keep_the_object_recognisable() -> None:
     assert (area > 0).all() and (area < 1).float().mean() > 0.8
 
 
-def test_spurious_regions_only_add_near_the_object_and_keep_the_other_draws() -> None:
-    mask = blob(96, 160)
-    plain = deform_masks(batch_of(mask, 16), DeformConfig(), seeded(9)) > 0.5
-    leaked = deform_masks(batch_of(mask, 16), DeformConfig(spurious_prob=1.0), seeded(9)) > 0.5
-    assert (plain & ~leaked).sum() == 0  # the same deformation underneath, the region only adds
-    added = (leaked & ~plain).flatten(1).sum(1)
-    assert (added > 0).float().mean() > 0.5  # some ellipses fall inside the mask or off the image
-    assert (leaked.flatten(1).sum(1) < 4 * mask.sum()).all()  # regions stay about the object's size
-    ys, xs = mask.nonzero(as_tuple=True)
-    box = torch.tensor([ys.max() - ys.min() + 1, xs.max() - xs.min() + 1]).float()
-    reach = box + 0.4 * box.prod().sqrt() + 1  # the centre within a box size, plus the largest semi-axis
-    added_ys, added_xs = (leaked & ~plain).any(0).nonzero(as_tuple=True)
-    assert added_ys.min() >= ys.min() - reach[0] and added_ys.max() <= ys.max() + reach[0]
-    assert added_xs.min() >= xs.min() - reach[1] and added_xs.max() <= xs.max() + reach[1]
-    alone = deform_masks(batch_of(mask, 8), DeformConfig().only("spurious"), seeded(2)) > 0.5
-    assert alone[:, mask].all() and (alone.flatten(1).sum(1) > mask.sum()).any()  # the true mask plus a region
-
-
 def test_empty_masks_stay_empty_and_empty_case_empties() -> None:
     masks = torch.zeros(3, 64, 96)
     assert not deform_masks(masks, generator=seeded()).any()
@@ -191,40 +169,6 @@ def test_config_checks_and_yaml_lists() -> None:
         DeformConfig().only("twist")
     only = DeformConfig().only("tps")
     assert [getattr(only, f"{name}_prob") for name in DEFORMATIONS] == [float(name == "tps") for name in DEFORMATIONS]
-
-
-class ShiftedEcho(torch.nn.Module):
-    """Predicts its previous mask moved 4 px right; records whether it ran in training mode."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inner = torch.nn.Identity()
-        self.calls: list[bool] = []
-
-    def forward(self, image: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        self.calls.append(self.training)
-        moved = torch.roll(previous, 4, dims=-1)
-        return torch.cat([1 - moved, moved], dim=1)
-
-
-def test_feedback_replaces_the_chosen_rows_with_the_deformed_prediction() -> None:
-    network = ShiftedEcho().train()
-    network.inner.eval()
-    images = torch.rand(4, 3, 32, 48)
-    previous = blob(32, 48)[None, None].float().expand(4, -1, -1, -1).contiguous()
-    chosen = torch.tensor([True, False, True, False])
-    seen_rows = []
-
-    def deform(predicted: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        seen_rows.append(rows.tolist())
-        return predicted.float()  # the prediction, undeformed
-
-    mixed = fed_back_masks(network, images, previous, chosen, deform)
-    assert seen_rows == [[0, 2]] and network.calls == [False]  # predicted in eval mode, once, for the chosen rows
-    assert torch.equal(mixed[~chosen], previous[~chosen])
-    assert torch.equal(mixed[chosen], torch.roll(previous[chosen], 4, dims=-1))
-    assert network.training and not network.inner.training  # each module's mode restored
-    assert fed_back_masks(network, images, previous, torch.zeros(4, dtype=torch.bool), deform) is previous
 
 
 # ---------------------------------------------------------------- joint augmentation
@@ -335,52 +279,3 @@ def test_deform_command_rejects_bad_input(tmp_path: Path) -> None:
     assert main(["deform", str(tmp_path / "empty.png"), "--out", str(tmp_path / "grid.png")]) == 2
     assert main(["deform", str(tmp_path / "missing.png")]) == 2
     assert not (tmp_path / "grid.png").exists()
-
-
-def red_object_on_green(height: int = 60, width: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
-    """One image ``(1, 3, H, W)``: the blob in pure red on pure green; and its mask ``(1, H, W)``."""
-    mask = blob(height, width, radius=0.15)
-    image = torch.zeros(1, 3, height, width)
-    image[0, 1] = 1.0
-    image[0, :, mask] = torch.tensor([1.0, 0.0, 0.0])[:, None]
-    return image, mask[None].float()
-
-
-def test_inpainting_fills_the_object_with_its_surroundings() -> None:
-    image, mask = red_object_on_green()
-    background = inpaint_backgrounds(image, mask, margin=0.05)
-    assert background.shape == image.shape
-    assert (background[0, 0] < 0.1).all() and (background[0, 1] > 0.9).all()  # no red left anywhere
-
-
-def test_recompose_moves_the_object_with_its_mask_over_the_background() -> None:
-    image, mask = red_object_on_green()
-    images, masks = image.expand(8, -1, -1, -1), mask.expand(8, -1, -1)
-    backgrounds = inpaint_backgrounds(images, masks, margin=0.05)
-    config = RecomposeConfig(prob=1.0, shift=0.2, scale=(1.0, 1.0), rotation=0.0)
-    moved, moved_masks = recompose(images, masks, backgrounds, config, torch.Generator().manual_seed(0))
-    assert moved_masks.dtype == masks.dtype and moved.shape == images.shape
-    old_centre = torch.nonzero(mask[0]).float().mean(0)
-    shifts = []
-    for sample, sample_mask in zip(moved, moved_masks):
-        inside = sample_mask > 0.5
-        assert abs(int(inside.sum()) - int(mask.sum())) <= 0.03 * mask.sum()  # same size, moved whole
-        interior = -F.max_pool2d(-inside[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0.5
-        outside = F.max_pool2d(inside[None, None].float(), 3, stride=1, padding=1)[0, 0] < 0.5
-        assert (sample[0][interior] > 0.9).all()  # the object's pixels came with it
-        assert (sample[0][outside] < 0.1).all()  # and left none behind
-        shifts.append((torch.nonzero(inside).float().mean(0) - old_centre).abs())
-    shifts = torch.stack(shifts)
-    assert shifts.max() > 3 and (shifts <= torch.tensor([0.2 * 60, 0.2 * 80]) + 1).all()
-
-
-def test_recompose_leaves_undrawn_samples_and_scales_the_object() -> None:
-    image, mask = red_object_on_green()
-    background = inpaint_backgrounds(image, mask, margin=0.05)
-    same_image, same_mask = recompose(image, mask, background, RecomposeConfig(prob=0.0), torch.Generator().manual_seed(0))
-    assert torch.equal(same_image, image) and torch.equal(same_mask, mask)
-    config = RecomposeConfig(prob=1.0, shift=0.0, scale=(1.5, 1.5), rotation=0.0)
-    _, larger = recompose(image, mask, background, config, torch.Generator().manual_seed(0))
-    assert larger.sum() / mask.sum() == pytest.approx(1.5**2, rel=0.1)
-    with pytest.raises(ValueError, match="prob"):
-        RecomposeConfig(prob=1.5)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,6 +20,7 @@ from masktrack.data.sources import (
     open_input,
     open_video,
     open_youtube_vos,
+    select_sequences,
 )
 from masktrack.data.video import VideoWriter, overlay, probe_video, read_video_frames
 from masktrack.errors import InputError
@@ -126,6 +129,28 @@ def test_colour_coded_rgb(tmp_path: Path) -> None:
     rgba[labels == 7, 3] = 0  # transparent: background
     Image.fromarray(rgba).save(tmp_path / "a.png")
     np.testing.assert_array_equal(read_mask(tmp_path / "a.png"), np.where(labels == 7, 0, labels))
+
+
+@pytest.mark.parametrize("encoder", ["pillow", "opencv", "pillow-optimize"])
+def test_fast_decoded_pngs_read_as_pillow_decodes_them(tmp_path: Path, encoder: str) -> None:
+    """8-bit grey and palette PNGs go through the fast decoder (None, Sub or mixed row filters);
+    the labels are those of the Pillow path, in a writable array."""
+    labels = _labels([1, 2, 3])
+    cases = {"binary": (labels > 0).astype(np.uint8) * 255, "ids": labels, "wide": np.tile(labels, (3, 9))}
+    for name, values in cases.items():
+        path = tmp_path / f"{name}.png"
+        if encoder == "opencv":
+            cv2.imwrite(str(path), values)
+        else:
+            Image.fromarray(values).save(path, optimize=encoder == "pillow-optimize")
+        expected = (values > 0).astype(np.uint8) if name == "binary" else values
+        read = read_mask(path)
+        np.testing.assert_array_equal(read, expected)
+        read[0, 0] = 9  # callers may edit what they read
+    write_mask(tmp_path / "p.png", labels)
+    np.testing.assert_array_equal(read_mask(tmp_path / "p.png"), labels)
+    Image.fromarray(np.dstack([labels, np.full(SIZE, 255, np.uint8)]), mode="LA").save(tmp_path / "la.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "la.png"), labels)  # grey with alpha: Pillow
 
 
 def test_bad_masks(tmp_path: Path) -> None:
@@ -385,6 +410,21 @@ def test_open_youtube_vos(tmp_path: Path) -> None:
     assert sequence.annotated == [0, 2] and object_ids(first_appearances(sequence)[2]) == [2]
     with pytest.raises(InputError, match="valid/JPEGImages: no such folder .splits here: train"):
         open_youtube_vos(tmp_path, split="valid")
+
+
+def test_davis_and_youtube_vos_select_sequences_alike(tmp_path: Path, synthetic_davis: Path) -> None:
+    for name in ("abc", "def", "ghi"):
+        _save_frames(tmp_path / "valid" / "JPEGImages" / name, _frames(2), ["00000", "00005"], suffix=".jpg")
+    assert [s.name for s in open_youtube_vos(tmp_path, "valid", sequences=["ghi", "abc"])] == ["abc", "ghi"]
+    assert [s.name for s in open_davis(synthetic_davis, "train", sequences=["synth-002", "synth-000"])] == [
+        "synth-000", "synth-002"]
+    with pytest.raises(InputError, match=rf"^{re.escape(str(tmp_path))}: no sequence bear, cows in split valid .have abc, def, ghi.$"):
+        open_youtube_vos(tmp_path, "valid", sequences=["abc", "bear", "cows", "bear"])
+    with pytest.raises(InputError, match=rf"^{re.escape(str(synthetic_davis))}: no sequence synth-003 in split train "):
+        open_davis(synthetic_davis, "train", sequences=["synth-003"])
+    with pytest.raises(InputError, match=r"^root: no sequence x in the dataset .have none.$"):
+        select_sequences([], ["x"], "root", None)
+    assert select_sequences(["a", "b"], None, "root", "val") == ["a", "b"]
 
 
 # --- real data (skipped when ../shared is absent) --------------------------------------------

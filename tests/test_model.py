@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import urllib.error
@@ -19,8 +20,8 @@ from torchvision import models
 
 from masktrack.errors import InputError
 from masktrack.model import MaskTrackNet, ModelConfig, build_model, load_checkpoint, save_checkpoint
-from masktrack.model import pretrained
-from masktrack.model.backbones import BACKBONES, build_backbone, dilate_blocks
+from masktrack.model import backbones, pretrained
+from masktrack.model.backbones import BACKBONE_SPECS, BACKBONES, build_backbone, dilate_blocks
 from masktrack.model.heads import DeepLabV2Head, LightASPPHead
 from masktrack.model.inference import prepare_for_inference
 from masktrack.model.losses import lovasz_hinge, segmentation_loss
@@ -212,7 +213,7 @@ def test_flat_mobilenet_layout_is_nested_like_torchvision(tmp_path: Path) -> Non
         match = re.fullmatch(r"features\.(\d+)\.conv\.([\d.]+?)\.(weight|bias|running_mean|running_var|num_batches_tracked)", key)
         if match:
             block, nested, rest = match.groups()
-            table = pretrained.FLAT_MOBILENET_EXPANDED if block != "1" else pretrained.FLAT_MOBILENET_UNEXPANDED
+            table = backbones.FLAT_MOBILENET_EXPANDED if block != "1" else backbones.FLAT_MOBILENET_UNEXPANDED
             key = f"features.{block}.conv.{next(k for k, v in table.items() if v == nested)}.{rest}"
         flat[key] = value
     path = tmp_path / "flat.pt"
@@ -302,11 +303,32 @@ class OfflineWeights:
 
 
 def test_imagenet_download_failure_is_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(pretrained.IMAGENET_WEIGHTS, "resnet18", OfflineWeights())
+    offline = dataclasses.replace(BACKBONE_SPECS["resnet18"], imagenet_weights=OfflineWeights())
+    monkeypatch.setitem(BACKBONE_SPECS, "resnet18", offline)
     with pytest.raises(InputError, match="cannot download ImageNet weights for resnet18"):
         build_model(ModelConfig(backbone="resnet18"), pretrained="imagenet")
-    with pytest.raises(InputError, match="no ImageNet weights for efficientnet_lite0"):
+    with pytest.raises(InputError, match="no ImageNet weights for efficientnet_lite0.*efficientnet-lite0-57934424.pth"):
         build_model(ModelConfig(backbone="efficientnet_lite0"), pretrained="imagenet")
+
+
+def test_the_registry_is_what_configs_builders_and_loaders_read(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert BACKBONES == tuple(BACKBONE_SPECS) and BACKBONES[0] == "resnet101"
+    with pytest.raises(ValueError, match="unknown backbone 'vgg16'; choose one of resnet101, .*efficientnet_lite0"):
+        ModelConfig(backbone="vgg16")
+
+    def drop_old(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {key.removeprefix("old."): value for key, value in state.items()}
+
+    tiny = dataclasses.replace(BACKBONE_SPECS["resnet18"], name="tiny", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                               unused_prefixes=("old.fc.",), remap_keys=drop_old)
+    monkeypatch.setitem(BACKBONE_SPECS, "tiny", tiny)
+    source = models.resnet18()
+    torch.save({f"old.{key}": value for key, value in source.state_dict().items()}, tmp_path / "old.pth")
+    model = build_model(ModelConfig(backbone="tiny", output_stride=16, head_channels=8), str(tmp_path / "old.pth"))
+    assert isinstance(model.backbone, backbones.ResNetBackbone) and torch.equal(model.mean.flatten(), torch.zeros(3))
+    assert torch.equal(model.backbone.layer2[0].conv1.weight, source.layer2[0].conv1.weight)
+    assert build_model(ModelConfig(backbone="efficientnet_lite0")).std.flatten().tolist() == [0.5, 0.5, 0.5]
 
 
 # --- checkpoints and inference -----------------------------------------------------------------

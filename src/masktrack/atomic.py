@@ -11,7 +11,6 @@ from pathlib import Path
 
 from masktrack.errors import InputError
 
-
 PARTIAL_SUFFIX = ".partial"  # an output folder being written: <name>.partial
 
 

@@ -146,8 +146,10 @@ def copy_overlay(source: Path, path: Path) -> None:
 
 
 def write_run_config(path: Path, config: SegmentConfig, record: dict[str, Any], device: str) -> None:
-    """``config.yaml``: the settings (reusable with ``--config``) and, under ``run:``, what was run."""
-    run = {key: plain(value) for key, value in record.items() if key not in ("run", "func")}
+    """``config.yaml``: the settings (reusable with ``--config``) and, under ``run:``, what was run (the options
+    given: those left unset or off are not recorded)."""
+    run = {key: plain(value) for key, value in record.items()
+           if key not in ("run", "func") and value is not None and value is not False}
     run["mask"] = run.get("mask") or []
     run["device"] = device
     with atomic_file(path) as temporary:

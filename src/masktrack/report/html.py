@@ -17,10 +17,18 @@ from tqdm import tqdm
 
 from masktrack.atomic import PARTIAL_SUFFIX, atomic_output_dir
 from masktrack.data.masks import DAVIS_PALETTE, read_mask
+from masktrack.data.video import read_video_frames
 from masktrack.errors import InputError
 from masktrack.report.dataset import DatasetFrames
-from masktrack.data.video import read_video_frames
-from masktrack.report.figures import GIF_WIDTH, error_map, fit_width, frame_plot, render_labels, write_gif, write_panel
+from masktrack.report.figures import (
+    GIF_WIDTH,
+    error_map,
+    fit_width,
+    frame_plot,
+    render_labels,
+    write_gif,
+    write_panel,
+)
 from masktrack.report.run import Run, read_run
 
 WORST_FRAMES = 8

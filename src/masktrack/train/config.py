@@ -39,14 +39,12 @@ class TrainConfig:
     (DeepLab-v2 style), ``train`` updates them; ``auto`` freezes them when pretrained weights
     are loaded. ``init`` starts from a trained masktrack checkpoint instead (e.g. the shipped
     model, to adapt it to new data), with a fresh optimizer and schedule. The head's batch
-    norms always train. ``ema_decay`` > 0 keeps an exponential moving average of the weights
-    (and batch-norm statistics), which validation scores and the run saves. Training batch norms
-    normalise over the micro-batches of all processes together (``batch_size / accumulate``
-    samples, on CPU/gloo too), so the world size does not change the model but ``accumulate``
-    does. ``amp`` None: bf16 autocast on CUDA devices that support it, off on CPU. Validation
-    holds out whole sequences: those named in ``val_sequences`` plus a seeded ``val_fraction``
-    of the rest, at most ``val_samples`` samples (evenly spaced) evaluated every epoch and every
-    ``val_every`` steps (0: epochs only).
+    norms always train. Training batch norms normalise over the micro-batches of all processes
+    together (``batch_size / accumulate`` samples, on CPU/gloo too), so the world size does not
+    change the model but ``accumulate`` does. ``amp`` None: bf16 autocast on CUDA devices that
+    support it, off on CPU. Validation holds out whole sequences: those named in
+    ``val_sequences`` plus a seeded ``val_fraction`` of the rest, at most ``val_samples`` samples
+    (evenly spaced) evaluated every epoch and every ``val_every`` steps (0: epochs only).
     """
 
     data: list[str] = field(default_factory=list)
@@ -55,8 +53,6 @@ class TrainConfig:
     init: str | None = None  # start from this trained masktrack checkpoint (its model config must be `model`)
     deform: DeformConfig = field(default_factory=DeformConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    temporal_gap: int = 0  # previous masks deformed from the object's mask up to this many frames away (0: its own)
-    feedback_prob: float = 0.0  # share of samples whose previous mask is deformed from the network's own prediction
     height: int = 240
     width: int | None = None
     batch_size: int = 8
@@ -69,9 +65,6 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_steps: int = 100
     poly_power: float = 0.9
-    class_balance: bool = False
-    lovasz_weight: float = 0.0  # loss: cross-entropy plus this times the Lovász hinge (an IoU surrogate)
-    ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights (this decay per step)
     batch_norm: str = "auto"
     amp: bool | None = None
     device: str = "auto"
@@ -97,14 +90,11 @@ class TrainConfig:
             "epochs must be >= 1 (or steps set)": self.epochs >= 1 or self.steps is not None,
             "steps must be >= 1 or null": self.steps is None or self.steps >= 1,
             "lr must be > 0": self.lr > 0,
-            "weight_decay, warmup_steps, poly_power, lovasz_weight, workers and temporal_gap must be >= 0": min(
-                self.weight_decay, self.warmup_steps, self.poly_power, self.lovasz_weight, self.workers,
-                self.temporal_gap) >= 0,
+            "weight_decay, warmup_steps, poly_power and workers must be >= 0": min(
+                self.weight_decay, self.warmup_steps, self.poly_power, self.workers) >= 0,
             "checkpoint_every, val_every and log_every must be >= 0": min(
                 self.checkpoint_every, self.val_every, self.log_every) >= 0,
             "val_fraction must be in [0, 1)": 0 <= self.val_fraction < 1,
-            "feedback_prob must be in [0, 1]": 0 <= self.feedback_prob <= 1,
-            "ema_decay must be in [0, 1)": 0 <= self.ema_decay < 1,
             "val_samples must be >= 1": self.val_samples >= 1,
             "init and pretrained are exclusive (a trained checkpoint holds the whole network)": (
                 self.init is None or self.pretrained is None),

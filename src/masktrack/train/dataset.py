@@ -7,20 +7,18 @@ files with matching stems (each still image counts as a one-frame sequence).
 
 Every sample's randomness comes from ``(seed, epoch, sample index)``, never from the process,
 so the data a step sees does not depend on the number of processes or data workers. The
-loader returns the jointly augmented image and object mask at the training size, the mask the
-previous-frame mask is simulated from, and a seed for that deformation, which
-:func:`previous_masks` then applies on the training device after collation. The source is the
-object's own mask (the paper's way) or, with a ``temporal_gap`` of k, its mask on an annotated
-frame up to k frames before or after (drawn uniformly, the sample's own frame included), so the
-network also learns the object's real motion and change of shape between frames. Validation
-samples are resized, not augmented, always deform their own mask, and their deformation seeds
-do not change between epochs, so validation IoU is comparable over time and across settings.
+loader returns the jointly augmented image and object mask at the training size and a seed for
+the deformation of that mask into the previous-frame mask, which :func:`previous_masks` then
+applies on the training device after collation. Validation samples are resized, not augmented,
+and their deformation seeds do not change between epochs, so validation IoU is comparable over
+time and across settings.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence as SequenceOf
+from collections.abc import Iterator
+from collections.abc import Sequence as SequenceOf
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +32,16 @@ from tqdm import tqdm
 from masktrack.augment.deform import DeformConfig, deform_masks
 from masktrack.augment.transforms import AugmentConfig, augment_batch, resize_pair
 from masktrack.data.masks import read_mask
-from masktrack.data.sources import IMAGE_EXTENSIONS, open_davis, open_youtube_vos, read_image
+from masktrack.data.sources import (
+    IMAGE_EXTENSIONS,
+    open_davis,
+    open_youtube_vos,
+    read_image,
+)
 from masktrack.errors import InputError
-from masktrack.propagate.propagate import image_tensor
+from masktrack.model.inputs import image_tensor
 
 DEFAULT_SPLIT = "train"
-FEEDBACK_KEY = 1  # mixed into a sample's deform seed for its feedback draw and its second deformation
 
 
 class AnnotatedSequence(Protocol):
@@ -169,25 +171,19 @@ def sample_seeds(seed: int, index: int, epoch: int | None) -> tuple[int, int]:
 
 
 class MaskTrackSamples(Dataset):
-    """Samples keyed by ``(epoch, index)``: ``(image (3, H, W) float, mask (H, W) uint8,
-    previous-mask source (H, W) uint8, deform seed)``.
+    """Samples keyed by ``(epoch, index)``: ``(image (3, H, W) float, mask (H, W) uint8, deform seed)``.
 
-    With an ``augment`` config the frame and masks are jointly augmented to ``size``; without
-    one (validation) they are resized and the seeds ignore the epoch. ``temporal_gap`` (with
-    ``augment`` only): the source is the object's mask on an annotated frame at most this many
-    frames away (0: its own mask).
+    With an ``augment`` config the frame and mask are jointly augmented to ``size``; without
+    one (validation) they are resized and the seeds ignore the epoch.
     """
 
-    def __init__(self, index: SampleIndex, size: tuple[int, int], augment: AugmentConfig | None, seed: int,
-                 temporal_gap: int = 0) -> None:
-        if temporal_gap and augment is None:
-            raise ValueError("a temporal gap needs augmentation (validation samples deform their own mask)")
-        self.index, self.size, self.augment, self.seed, self.temporal_gap = index, size, augment, seed, temporal_gap
+    def __init__(self, index: SampleIndex, size: tuple[int, int], augment: AugmentConfig | None, seed: int) -> None:
+        self.index, self.size, self.augment, self.seed = index, size, augment, seed
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
         epoch, position = key
         s, frame, object_id = (int(v) for v in self.index.rows[position])
         sequence = self.index.sequences[s]
@@ -199,26 +195,9 @@ class MaskTrackSamples(Dataset):
         image = image_tensor(rgb, labels.shape, "cpu")
         if self.augment is None:
             image, mask = resize_pair(image, mask[None], self.size)
-        elif not self.temporal_gap:
-            image, mask = augment_batch(image, mask[None], self.size, self.augment, torch.Generator().manual_seed(augment_seed))
         else:
-            source = self._source_mask(sequence, frame, object_id, labels.shape, np.random.default_rng(augment_seed))
-            # both masks in one label map (bit 0: the mask, bit 1: the source), resampled nearest, so they move together
-            generator = torch.Generator().manual_seed(augment_seed)
-            image, both = augment_batch(image, (mask + 2 * source).to(torch.uint8)[None], self.size, self.augment, generator)
-            return image[0], both[0] & 1, both[0] >> 1, deform_seed
-        mask = (mask[0] >= 0.5).to(torch.uint8)
-        return image[0], mask, mask, deform_seed
-
-    def _source_mask(self, sequence: AnnotatedSequence, frame: int, object_id: int, shape: tuple[int, int],
-                     rng: np.random.Generator) -> torch.Tensor:
-        """The object's mask on a random annotated frame within ``temporal_gap`` of ``frame`` (maybe its own)."""
-        nearby = [other for other in sequence.annotated if abs(other - frame) <= self.temporal_gap]
-        other = nearby[int(rng.integers(len(nearby)))]
-        labels = sequence.read_annotation(other)
-        if labels.shape != shape:
-            raise InputError(f"{sequence.name}: the mask of frame {other} is {labels.shape}, that of frame {frame} {shape}")
-        return torch.from_numpy(labels == object_id).float()
+            image, mask = augment_batch(image, mask[None], self.size, self.augment, torch.Generator().manual_seed(augment_seed))
+        return image[0], (mask[0] >= 0.5).to(torch.uint8), deform_seed
 
 
 class EpochSampler(DistributedSampler):
@@ -245,14 +224,8 @@ class EpochSampler(DistributedSampler):
         return self.num_samples - self.start
 
 
-def feedback_rows(seeds: torch.Tensor, prob: float) -> torch.Tensor:
-    """``(B,)`` bool: the samples whose previous mask comes from the network, each drawn from its seed."""
-    return torch.tensor([np.random.default_rng([seed, FEEDBACK_KEY]).random() < prob for seed in seeds.tolist()],
-                        dtype=torch.bool)
-
-
 def previous_masks(masks: torch.Tensor, seeds: torch.Tensor, config: DeformConfig) -> torch.Tensor:
-    """Simulated previous-frame masks ``(B, 1, H, W)`` float, deformed from ``(B, H, W)`` source masks.
+    """Simulated previous-frame masks ``(B, 1, H, W)`` float, deformed from ``(B, H, W)`` object masks.
 
     Each sample is deformed with its own CPU generator seeded by its sample seed, so a
     sample's deformation depends neither on the rest of its batch nor on the device.

@@ -6,9 +6,8 @@ rank 0 writes every file). The run folder holds::
     config.yaml         the full effective TrainConfig (a valid --config file)
     metrics.csv         one row per logged training step and per validation
     tensorboard/        the same scalars for TensorBoard (when tensorboard is installed)
-    checkpoint.pt       training state (model, its moving average, optimizer, schedule, step, RNG), for --resume
-    model.safetensors   the trained network, or its moving average with ``ema_decay`` (written last: its
-                        presence means the run finished)
+    checkpoint.pt       training state (model, optimizer, schedule, step, RNG), for --resume
+    model.safetensors   the trained network (written last: its presence means the run finished)
 
 Training state is saved atomically every ``checkpoint_every`` steps and after every epoch.
 A non-finite loss or gradient stops the run with :class:`TrainingDiverged` before the
@@ -17,7 +16,6 @@ optimizer step, so the last checkpoint on disk is always a good one.
 
 from __future__ import annotations
 
-import copy
 import csv
 import math
 import random
@@ -38,22 +36,25 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from masktrack.atomic import atomic_file
-from masktrack.augment.feedback import fed_back_masks
+from masktrack.devices import choose_device
+from masktrack.distributed import Ranks, close_ranks, init_ranks
 from masktrack.errors import InputError
-from masktrack.model import MaskTrackNet, build_model, checkpoint_weights, save_checkpoint
+from masktrack.model import (
+    MaskTrackNet,
+    build_model,
+    checkpoint_weights,
+    save_checkpoint,
+)
+from masktrack.model.inputs import processing_size
 from masktrack.model.losses import segmentation_loss
 from masktrack.model.precision import bf16_autocast, require_bf16
-from masktrack.propagate.distributed import Ranks, close_ranks, init_ranks
-from masktrack.propagate.propagate import processing_size
-from masktrack.propagate.run import choose_device
+from masktrack.model.training import batch_norms, loss_backward, training_mode
 from masktrack.train.config import TrainConfig, save_yaml
 from masktrack.train.dataset import (
-    FEEDBACK_KEY,
     AnnotatedSequence,
     EpochSampler,
     MaskTrackSamples,
     SampleIndex,
-    feedback_rows,
     held_out_names,
     index_samples,
     open_source,
@@ -115,31 +116,6 @@ def poly_schedule(warmup_steps: int, total_steps: int, power: float):
     return factor
 
 
-class WeightAverage:
-    """An exponential moving average of a network's weights and batch-norm statistics, updated every step.
-
-    Bias-corrected as Adam's moments are: after ``n`` updates each past value weighs
-    ``(1 - decay) * decay**age / (1 - decay**n)``, so the starting weights never count and a short run
-    is averaged over what it has (``torch.optim.swa_utils``' EMA has no such correction and cannot
-    average the integer batch counters).
-    """
-
-    def __init__(self, network: nn.Module, decay: float) -> None:
-        self.decay, self.updates = decay, 0
-        self.network = copy.deepcopy(network).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, network: nn.Module) -> None:
-        """Fold in ``network``'s current values (counters are copied)."""
-        self.updates += 1
-        weight = (1 - self.decay) / (1 - self.decay ** self.updates)
-        for averaged, current in zip(self.network.state_dict().values(), network.state_dict().values(), strict=True):
-            if averaged.is_floating_point():
-                averaged.lerp_(current, weight)
-            else:
-                averaged.copy_(current)
-
-
 class _Trainer:
     """One training run on this process (state shared by the steps of :func:`train`)."""
 
@@ -172,7 +148,6 @@ class _Trainer:
         if self.ranks.is_main:  # the effective settings, so that a later --resume continues with them
             save_yaml(self.config, self.out_dir / CONFIG_FILE)
         self.model, self.network = self._model(load_pretrained=state is None)
-        self.average = WeightAverage(self.network, self.config.ema_decay) if self.config.ema_decay else None
         self.optimizer = self._optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, poly_schedule(self.config.warmup_steps, self.total_steps, self.config.poly_power))
@@ -184,15 +159,10 @@ class _Trainer:
             self._loop(train_set, val_set)
         final = self.out_dir / MODEL_FILE
         if self.ranks.is_main:
-            save_checkpoint(final, self.result, {"train_config": self.config.to_dict(), "step": self.step,
+            save_checkpoint(final, self.network, {"train_config": self.config.to_dict(), "step": self.step,
                                                   **self.last_validation})
         self.ranks.gather(None)  # the final model exists before any rank returns
         return final
-
-    @property
-    def result(self) -> MaskTrackNet:
-        """The network that validation scores and the run saves: the moving average when there is one."""
-        return self.network if self.average is None else self.average.network
 
     def _prepare_folder(self, resume: bool, overwrite: bool) -> None:
         """Rank 0 refuses or clears an existing run folder; every rank learns the outcome."""
@@ -225,7 +195,7 @@ class _Trainer:
             raise InputError(f"{', '.join(config.data)}: no training samples (no object masks outside the held-out sequences)")
         size = (config.height, config.width)
         val_set = MaskTrackSamples(val_index, size, None, config.seed) if len(val_index) else None
-        return MaskTrackSamples(train_index, size, config.augment, config.seed, config.temporal_gap), val_set
+        return MaskTrackSamples(train_index, size, config.augment, config.seed), val_set
 
     def _model(self, load_pretrained: bool) -> tuple[nn.Module, MaskTrackNet]:
         """The network on the device, initialised from the seed, DDP-wrapped when distributed."""
@@ -236,23 +206,14 @@ class _Trainer:
         if self.ranks.world_size > 1:  # batch statistics over the global batch, as in one process
             network = convert_batch_norms(network)
         network = network.to(self.device)
-        self.frozen_norms = [
-            module for module in network.backbone.modules()
-            if self.config.freeze_batch_norm and isinstance(module, nn.modules.batchnorm._BatchNorm)
-        ]
+        self.frozen_norms = batch_norms(network.backbone) if self.config.freeze_batch_norm else []
         for module in self.frozen_norms:
             module.requires_grad_(False)
-        self._training_mode(network)
+        training_mode(network, self.frozen_norms)
         if self.ranks.world_size == 1:
             return network, network
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(network, device_ids=device_ids), network
-
-    def _training_mode(self, network: nn.Module) -> None:
-        """Training mode, except for the frozen batch-norm layers."""
-        network.train()
-        for module in self.frozen_norms:
-            module.eval()
 
     def _optimizer(self) -> torch.optim.Optimizer:
         """SGD with momentum or AdamW; no weight decay on biases and normalisation weights."""
@@ -303,20 +264,14 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, images
         for micro in range(config.accumulate):
-            images, masks, sources, seeds = next(batches)
+            images, masks, seeds = next(batches)
             images = images.to(self.device, non_blocking=True)
             masks = masks.to(self.device, non_blocking=True)
-            previous = previous_masks(sources.to(self.device, non_blocking=True), seeds, config.deform)
-            if config.feedback_prob:
-                previous = self._fed_back(images, previous, seeds)
+            previous = previous_masks(masks, seeds, config.deform)
             last = micro == config.accumulate - 1
-            sync = nullcontext() if last or self.ranks.world_size == 1 else self.model.no_sync()
-            with sync:
-                with self._autocast():
-                    logits = self.model(images, previous)
-                loss = segmentation_loss(logits, masks, config.class_balance, config.lovasz_weight)
-                (loss / config.accumulate).backward()
-            total += torch.stack([loss.detach().double() * len(images), torch.tensor(len(images), device=self.device)])
+            with nullcontext() if last or self.ranks.world_size == 1 else self.model.no_sync():
+                loss = loss_backward(self.model, images, previous, masks, amp=self.amp, scale=1 / config.accumulate)
+            total += torch.stack([loss.double() * len(images), torch.tensor(len(images), device=self.device)])
         if self.ranks.world_size > 1:
             dist.all_reduce(total)
         loss = (total[0] / total[1]).item()
@@ -325,21 +280,7 @@ class _Trainer:
             self._diverged(loss, gradient.item())
         self.optimizer.step()
         self.scheduler.step()
-        if self.average is not None:
-            self.average.update(self.network)
         return loss, int(total[1].item())
-
-    def _fed_back(self, images: torch.Tensor, previous: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
-        """Some samples' previous masks deformed again from the network's prediction (``feedback_prob``)."""
-
-        def deform(predicted: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            return previous_masks(predicted, seeds[rows.cpu()] ^ FEEDBACK_KEY, self.config.deform)[:, 0]
-
-        with self._autocast():
-            return fed_back_masks(self.network, images, previous, feedback_rows(seeds, self.config.feedback_prob), deform)
-
-    def _autocast(self) -> torch.autocast:
-        return bf16_autocast(self.device, self.amp)
 
     def _diverged(self, loss: float, gradient: float) -> None:
         saved = self.out_dir / STATE_FILE
@@ -352,25 +293,25 @@ class _Trainer:
     @torch.no_grad()
     def _validate(self, val_set: MaskTrackSamples, epoch: int) -> None:
         """Mean IoU of the predictions and of the deformed input masks over the held-out samples."""
-        network = self.result.eval()
+        network = self.network.eval()
         keys = [(0, index) for index in range(self.ranks.rank, len(val_set), self.ranks.world_size)]
         loader = DataLoader(val_set, batch_size=self.micro_batch, sampler=keys, num_workers=self.config.workers)
         sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss, iou, input iou, samples
-        for images, masks, _, seeds in loader:
+        for images, masks, seeds in loader:
             images, masks = images.to(self.device), masks.to(self.device)
             previous = previous_masks(masks, seeds, self.config.deform)
-            with self._autocast():
+            with bf16_autocast(self.device, self.amp):
                 logits = network(images, previous)
             truth = masks.bool()
             sums += torch.stack([
-                segmentation_loss(logits, masks, self.config.class_balance, self.config.lovasz_weight).double() * len(images),
+                segmentation_loss(logits, masks).double() * len(images),
                 mask_iou(logits.argmax(1) == 1, truth).sum().double(),
                 mask_iou(previous[:, 0] >= 0.5, truth).sum().double(),
                 torch.tensor(len(images), dtype=torch.float64, device=self.device),
             ])
         if self.ranks.world_size > 1:
             dist.all_reduce(sums)
-        self._training_mode(self.network)
+        training_mode(self.network, self.frozen_norms)
         loss, iou, input_iou = (sums[:3] / sums[3]).tolist()
         self.last_validation = {"val_loss": loss, "val_iou": iou, "val_input_iou": input_iou}
         self.log.validation(self.step, epoch, loss, iou, input_iou)
@@ -385,7 +326,6 @@ class _Trainer:
             "step": self.step,
             "config": self.config.to_dict(),
             "model": self.network.state_dict(),
-            "average": None if self.average is None else self.average.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng,
@@ -412,9 +352,6 @@ class _Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.network.load_state_dict(state["model"])
-        if self.average is not None:
-            self.average.network.load_state_dict(state["average"])
-            self.average.updates = int(state["step"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scheduler.base_lrs = [self.config.lr for _ in self.optimizer.param_groups]
