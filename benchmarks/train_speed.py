@@ -61,7 +61,7 @@ def prepare(config: ModelConfig, size: tuple[int, int], batch: int, device: str,
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
             logits = model(images, previous)
         optimizer.zero_grad(set_to_none=True)
-        segmentation_loss(logits, masks, class_balance=False).backward()
+        segmentation_loss(logits, masks).backward()
         optimizer.step()
         if device.startswith("cuda"):
             torch.cuda.synchronize()

@@ -15,9 +15,9 @@ from PIL import Image
 
 from masktrack.cli import main
 from masktrack.data.masks import DAVIS_PALETTE, write_mask
+from masktrack.data.png import decode_samples
 from masktrack.evaluate import evaluate_dataset, write_results
 from masktrack.evaluate.metrics import frame_scores, object_scores, statistics
-from masktrack.evaluate.png import decode_samples
 
 vos_evaluator = pytest.importorskip("vos_benchmark.evaluator")
 

@@ -36,17 +36,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return dict(as_mapping(values or {}, str(path)))
 
 
-def build(kind: type, values: dict[str, Any], source: str) -> Any:
-    """``kind(**values)`` after checking the keys; lists become tuples where the default is a tuple."""
-    check_keys(values, kind, source)
-    defaults = kind()
-    converted = {
-        key: tuple(value) if isinstance(value, list) and isinstance(getattr(defaults, key), tuple) else value
-        for key, value in values.items()
-    }
-    return kind(**converted)
-
-
 def as_mapping(values: Any, source: str) -> dict[str, Any]:
     """``values`` if it is a mapping, else InputError naming ``source``."""
     if not isinstance(values, dict):
@@ -116,6 +105,8 @@ def _scalar(value: Any, hint: Any, source: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is str and isinstance(value, PurePath):
+        return str(value)
     if type(value) is not hint:
         raise InputError(f"{source}: expected {expected}, got {value!r}")
     return value

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 CONFIG_YAML = "config.yaml"
 
 
-
 def open_sequences(
     input_path: Path | None,
     masks: list[Path],
@@ -51,27 +50,10 @@ def open_sequences(
     if davis is not None:
         sequences = open_davis(davis, split=split, sequences=names)
     else:
-        sequences = open_youtube_vos(youtube_vos, split)
-        if names:
-            missing = sorted(set(names) - {s.name for s in sequences})
-            if missing:
-                raise InputError(f"{youtube_vos}: no sequence(s) {', '.join(missing)} in split {split}")
-            sequences = [s for s in sequences if s.name in names]
+        sequences = open_youtube_vos(youtube_vos, split, sequences=names)
     if not sequences:
         raise InputError(f"{davis or youtube_vos}: split {split} has no sequences")
     return sequences
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 @dataclass(frozen=True)

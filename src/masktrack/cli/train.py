@@ -47,11 +47,30 @@ outputs (OUT = --out):
 """
 
 
+class BackboneOption(argparse.Action):
+    """``--backbone NAME``, whose help lists the backbone registry: read (with torch) only when help is shown."""
+
+    @property
+    def help(self) -> str:
+        from masktrack.model import ModelConfig
+        from masktrack.model.backbones import BACKBONES
+
+        return (f"network backbone: {', '.join(BACKBONES)} (default {ModelConfig().backbone}); "
+                "measured accuracy and speed: docs/results.md")
+
+    @help.setter
+    def help(self, value: str | None) -> None:  # argparse.Action.__init__ assigns help=None
+        pass
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", action="append", metavar="DIR[:SPLIT]",
                         help="training data (repeatable): DAVIS root, YouTube-VOS root or images/+masks/ folder")
     parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
-    parser.add_argument("--backbone", help="mobilenet_v2 (default), resnet18/34/50/101 or efficientnet_lite0")
+    parser.add_argument("--backbone", action=BackboneOption, metavar="NAME")
     parser.add_argument("--pretrained", metavar="PATH|imagenet", help="ImageNet backbone weights: a local file or 'imagenet'")
     parser.add_argument("--init", metavar="PATH",
                         help="start from this trained masktrack checkpoint (e.g. the shipped model) instead of --pretrained")

@@ -25,11 +25,10 @@ import numpy as np
 from tqdm import tqdm
 
 from masktrack.atomic import atomic_file
-from masktrack.data.masks import VOID_ID, object_ids, read_mask
+from masktrack.data.masks import object_ids, read_mask
 from masktrack.errors import InputError
 from masktrack.evaluate.metrics import Statistics, frame_scores, statistics
 from masktrack.evaluate.plots import jf_per_object_png
-from masktrack.evaluate.png import GREY, PALETTE, decode_samples
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 GLOBAL_CSV = "global_results.csv"
@@ -106,8 +105,8 @@ def evaluate_sequence(gt_root: Path, pred_root: Path, sequence: str) -> list[Obj
     scores: dict[int, list[tuple[str, float, float]]] = {object_id: [] for object_id in first}
     unknown: dict[int, str] = {}  # predicted ids not (yet) in the ground truth -> first file with them
     for t, name in enumerate(frames[1:-1], start=1):
-        gt = _read_labels(gt_dir / name)
-        pred = _read_labels(pred_dir / name)
+        gt = read_mask(gt_dir / name)
+        pred = read_mask(pred_dir / name)
         if pred.shape != gt.shape:
             raise InputError(f"{pred_dir / name}: size {pred.shape[1]}x{pred.shape[0]} differs from the ground truth's {gt.shape[1]}x{gt.shape[0]}")
         for labels, later in ((gt, None), (pred, str(pred_dir / name))):
@@ -193,29 +192,6 @@ def write_results(result: EvaluationResult, out_dir: Path) -> None:
     with ExitStack() as stack:
         for name, data in contents.items():
             stack.enter_context(atomic_file(out_dir / name)).write_bytes(data)
-
-
-def _read_labels(path: Path) -> np.ndarray:
-    """``read_mask(path)``, faster for the two DAVIS formats.
-
-    An 8-bit palette PNG without index 255 (void) is its indices, and an 8-bit greyscale PNG
-    with one non-zero value is object 1, exactly as ``read_mask`` has it, but decoded by
-    ``decode_samples`` and without a full-frame ``np.unique``. Anything else, errors included,
-    goes to ``read_mask``.
-    """
-    try:
-        decoded = decode_samples(path.read_bytes())
-    except OSError:
-        decoded = None
-    if decoded is not None:
-        samples, colour_type = decoded
-        if colour_type == PALETTE and samples.max() < VOID_ID:
-            return samples
-        if colour_type == GREY:
-            low, high, _, _ = cv2.minMaxLoc(samples, mask=samples)  # over the non-zero pixels
-            if low == high:
-                return np.not_equal(samples, 0).view(np.uint8)
-    return read_mask(path)
 
 
 def _evaluate_named(gt_root: Path, pred_root: Path, sequence: str) -> tuple[str, list[ObjectResult]]:

@@ -54,7 +54,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         metadata = json.loads(header.get(METADATA_KEY, "{}"))
         if not isinstance(values, dict) or not isinstance(metadata, dict):
             raise ValueError("config and metadata must be JSON objects")
-        config = ModelConfig.from_dict(values)
+        config = ModelConfig.from_dict(values, source=f"{path}: model config")
     except (ValueError, TypeError) as error:
         raise InputError(f"{path}: bad masktrack model config ({error})") from error
     model = MaskTrackNet(config)

@@ -7,7 +7,7 @@ that for CPU speed (see docs/models.md).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from masktrack.model.backbones import backbone_spec, build_backbone
 from masktrack.model.heads import DeepLabV2Head, LightASPPHead
 from masktrack.model.pretrained import load_pretrained_backbone
+from masktrack.settings import from_dict
 
 
 @dataclass
@@ -67,12 +68,9 @@ class ModelConfig:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        """Inverse of ``to_dict``; missing keys take defaults, unknown keys raise ValueError."""
-        unknown = set(values) - {field.name for field in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**values)
+    def from_dict(cls, values: dict[str, Any], source: str = "model") -> ModelConfig:
+        """Inverse of ``to_dict``; missing keys take defaults; unknown keys and bad values raise InputError."""
+        return from_dict(cls, values, source)
 
 
 class MaskTrackNet(nn.Module):

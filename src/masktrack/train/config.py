@@ -17,9 +17,8 @@ import yaml
 from masktrack.atomic import atomic_file
 from masktrack.augment.deform import DeformConfig
 from masktrack.augment.transforms import AugmentConfig
-from masktrack.errors import InputError
 from masktrack.model import ModelConfig
-from masktrack.settings import as_mapping, build, check_keys, plain
+from masktrack.settings import from_dict, plain
 
 OPTIMIZERS = ("sgd", "adamw")
 BATCH_NORM_MODES = ("auto", "frozen", "train")
@@ -120,17 +119,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from nested plain values; unknown keys and bad values raise InputError naming ``source``."""
-        values = dict(as_mapping(values, source))
-        check_keys(values, cls, source)
-        try:
-            if "model" in values:
-                values["model"] = ModelConfig.from_dict(dict(as_mapping(values["model"], f"{source}: model")))
-            for key, kind in (("deform", DeformConfig), ("augment", AugmentConfig)):
-                if key in values:
-                    values[key] = build(kind, as_mapping(values[key], f"{source}: {key}"), f"{source}: {key}")
-            return cls(**values)
-        except (TypeError, ValueError) as error:
-            raise InputError(f"{source}: {error}") from None
+        return from_dict(cls, values, source)
 
 
 def save_yaml(config: TrainConfig, path: str | Path) -> None:

@@ -1,0 +1,1 @@
+"""Online fine-tuning: adapt a parent network to one video from its annotated frames."""
