@@ -36,3 +36,9 @@ def test_no_function_is_over_60_lines() -> None:
         if lines > MAX_FUNCTION_LINES
     ]
     assert not offenders, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(offenders)
+
+
+def test_benchmarks_keep_one_recipe_per_quoted_figure() -> None:
+    """At most 15 YAML files under benchmarks/: recipes and few-line overrides, not copies of them."""
+    recipes = sorted((ROOT / "benchmarks").rglob("*.yaml"))
+    assert len(recipes) <= 15, [str(path.relative_to(ROOT)) for path in recipes]
