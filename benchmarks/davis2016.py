@@ -84,7 +84,7 @@ def parse_args() -> argparse.Namespace:
                         help="online-stage processes (torchrun), each fine-tuning and propagating its share of the sequences on its "
                              "share of the cores (default: 1; on 2 cores, 2 take about 14 %% less time; the figures differ as another "
                              "fine-tuning seed's would, since arithmetic on 1 thread differs in its last bits from arithmetic on 2)")
-    parser.add_argument("--doc", default=str(REPO / "docs" / "davis2016.md"), help="Markdown results file ('' for none)")
+    parser.add_argument("--doc", default="", help="Markdown results file to write (default: none)")
     args = parser.parse_args()
     if args.parent and args.ensemble_config:
         parser.error("--ensemble-config trains parents; with --parent, list every parent checkpoint there instead")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # DAVIS 2016 on a lent GPU machine, in one call of about 7 minutes on an H200 with the benchmark's online settings
 # until 2026-12-06 (100 fine-tuning steps of 4; today's 400 of 2 plus the motion stream are not timed on a GPU yet)
-# (docs/accuracy.md, "A ResNet-50 parent on a lent GPU"; throughput: docs/training.md, "On a GPU"):
+# (docs/results.md, "GPU"):
 # 1. restore the data pack made by benchmarks/device_pack.py as a DAVIS root with PNG frames;
 # 2. training and inference throughput at 480p (854x480) of the CPU parent's architecture, the
 #    ResNet-50 one and the faithful DeepLab-v2 ResNet-101 (benchmarks/train_speed.py, model_speed.py);

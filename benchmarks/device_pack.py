@@ -12,7 +12,7 @@ A lent GPU machine receives at most 64 MiB with the repository. The 240p JPEG fr
 
 ``unpack``, on the GPU machine, decodes the videos back to PNG frames in DAVIS layout and writes
 the weights as float32 safetensors for ``--pretrained``. How much the video coding moves J&F is
-measured in docs/accuracy.md (same networks, original against decoded frames).
+measured in docs/results.md (same networks, original against decoded frames).
 
     .venv/bin/python benchmarks/device_pack.py pack --resnet50 imgsim/model.pth --ffmpeg /path/to/ffmpeg --out .device-pack
     python3 benchmarks/device_pack.py unpack --pack .device-pack --out /tmp/davis2016-unpacked

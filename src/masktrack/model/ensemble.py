@@ -1,6 +1,6 @@
 """Several networks run as one: their object probabilities averaged.
 
-Parents trained with different seeds make different errors (docs/accuracy.md), so their
+Parents trained with different seeds make different errors (docs/ablations.md), so their
 fine-tuned networks' probabilities are averaged on every frame, before the mask is thresholded
 and fed back as the next frame's fourth channel, at one forward pass per member. On DAVIS 2016
 two parents score above their mean, not always above the better one.

@@ -1,8 +1,6 @@
 """Faster CPU inference: batch norms folded into convolutions (the network is channels-last already).
 
-On the 2-core dev box, folding plus channels-last made MobileNetV2 at 240p about 1.5x faster than
-the plain model in eval mode when that was still in the default layout (docs/models.md). The result is for inference only: it cannot be
-trained or saved as a checkpoint.
+The result is for inference only: it cannot be trained or saved as a checkpoint (speed: docs/results.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """bf16 autocast for the forward passes of training, online fine-tuning and propagation.
 
 On GPUs with bf16 and on CPUs with native bf16 instructions (AVX512-BF16, AMX) the network runs
-faster in bf16 (an AMD EPYC with AVX512-BF16: training steps 1.37x faster, docs/training.md; the
-online stage gains less, docs/segmentation.md); where bf16 is emulated it may be slower than fp32.
+faster in bf16 (docs/results.md); where bf16 is emulated it may be slower than fp32.
 Weights, optimiser state and losses stay fp32.
 """
 
