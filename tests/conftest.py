@@ -11,7 +11,7 @@ from masktrack.data.synth import generate_dataset
 SYNTHETIC_DAVIS = {"num_videos": 4, "num_frames": 12, "size": (96, 128), "seed": 0}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # built once for the whole test folder
 def synthetic_davis(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic dataset in the DAVIS 2017 layout; returns its root.
 
