@@ -35,14 +35,16 @@ def open_sequences(
     youtube_vos: Path | None,
     split: str | None,
     names: list[str] | None,
+    allow_truncated: bool = False,
 ) -> list[Sequence]:
-    """The sequences to segment: one input with its masks, or (part of) a dataset split."""
+    """The sequences to segment: one input with its masks, or (part of) a dataset split. ``allow_truncated``: keep
+    the frames that decode of a truncated or damaged video file (``masktrack.data.sources.VideoSequence``)."""
     if sum(source is not None for source in (input_path, davis, youtube_vos)) != 1:
         raise InputError("give exactly one input: INPUT (with --mask), --davis ROOT or --youtube-vos ROOT")
     if input_path is not None:
         if split or names:
             raise InputError("--split and --sequences apply to --davis / --youtube-vos only")
-        return open_input(input_path, masks)
+        return open_input(input_path, masks, allow_truncated)
     if masks:
         raise InputError("--mask applies to a single INPUT only; dataset splits bring their own masks")
     if not split:

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         if args.debug:
             raise
-        print(f"masktrack {args.command}: error: {error}", file=sys.stderr)
+        print(f"masktrack {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"masktrack {args.command}: interrupted", file=sys.stderr)
@@ -62,8 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - one line for users; --debug shows the traceback
         if args.debug:
             raise
-        print(f"masktrack {args.command}: error: {type(error).__name__}: {error} (rerun with --debug for details)", file=sys.stderr)
+        print(f"masktrack {args.command}: error: {type(error).__name__}: {one_line(error)} (rerun with --debug for details)",
+              file=sys.stderr)
         return 1
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (a message from a library may span several)."""
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

@@ -33,21 +33,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from masktrack.atomic import atomic_file
+    from masktrack.atomic import atomic_file, check_output_file
     from masktrack.augment.preview import deformation_sheet
     from masktrack.data.masks import object_ids, read_mask
 
     if not 1 <= args.count <= MAX_COUNT:
         raise InputError(f"--count must be between 1 and {MAX_COUNT}, got {args.count}")
+    out = args.out or Path(f"{args.mask.stem}-deformations.png")
+    check_output_file(out)
+    picture_format = Image.registered_extensions().get(out.suffix.lower())
+    if picture_format is None:
+        raise InputError(f"{out}: unknown picture format {out.suffix or '(no extension)'}; name it .png or .jpg")
     labels = read_mask(args.mask)
     ids = object_ids(labels)
     if not ids:
         raise InputError(f"{args.mask}: the mask has no object (all background)")
-    out = args.out or Path(f"{args.mask.stem}-deformations.png")
     sheet = Image.fromarray(deformation_sheet(labels, args.count, args.seed))
     try:
         with atomic_file(out) as partial:
-            sheet.save(partial, format=Image.registered_extensions().get(out.suffix.lower()))
+            sheet.save(partial, format=picture_format)
     except (ValueError, OSError) as error:
         raise InputError(f"{out}: cannot write the picture ({error})") from None
     print(f"wrote {out}: {len(ids)} object(s), {args.count} sample(s) of each deformation")

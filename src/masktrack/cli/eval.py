@@ -52,8 +52,12 @@ def read_sequence_list(path: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from masktrack.atomic import check_output_file
     from masktrack.evaluate import evaluate_dataset, write_results
+    from masktrack.evaluate.evaluator import GLOBAL_CSV
 
+    if args.csv:  # before the work: the folder must take the files
+        check_output_file(args.csv / GLOBAL_CSV)
     sequences = read_sequence_list(args.sequences) if args.sequences else None
     result = evaluate_dataset(args.gt_dir, args.pred_dir, sequences=sequences, workers=args.workers, progress=True)
     print(format_table(result))

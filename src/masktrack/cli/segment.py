@@ -21,6 +21,9 @@ examples:
   # your own parent model
   masktrack segment clip.mp4 --mask first.png --weights parent.safetensors --out runs/clip-own
 
+  # a video cut short (an interrupted download): segment the frames that decode instead of stopping
+  masktrack segment partial.mp4 --mask first.png --allow-truncated --out runs/partial
+
   # a frame folder, with a mask for each frame where new objects appear (named like the frames)
   masktrack segment frames/ --mask 00000.png --mask 00005.png --weights parent.safetensors --out runs/f
 
@@ -60,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--mask", action="append", type=Path, default=[], metavar="PNG",
                         help="mask PNG of the objects given at the frame of the same name (repeatable; "
                         "a single mask belongs to the first frame)")
+    parser.add_argument("--allow-truncated", action="store_true",
+                        help="segment the frames that decode of a truncated or damaged video file (else it is an error)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     parser.add_argument("--weights", type=Path, action="append", metavar="CKPT",
@@ -123,13 +128,18 @@ def run(args: argparse.Namespace) -> int:
     from masktrack.api.config import segment_config
     from masktrack.api.predictor import Predictor
     from masktrack.app.run import RunOutputs, copy_overlay, open_sequences, segment_run
+    from masktrack.atomic import check_output_dir, check_output_file
     from masktrack.devices import choose_device, set_threads
     from masktrack.distributed import close_ranks, init_ranks
 
     start = time.perf_counter()
-    segment_config(args.preset, args.config, overrides(args))  # bad settings fail before any work
+    segment_config(args.preset, args.config, overrides(args))  # bad settings and outputs fail before any work
+    check_output_dir(args.out, args.overwrite)
+    if isinstance(args.overlay, Path):
+        check_output_file(args.overlay)
     device = choose_device(args.device)
-    sequences = open_sequences(args.input, args.mask, args.davis, args.youtube_vos, args.split, args.sequences)
+    sequences = open_sequences(args.input, args.mask, args.davis, args.youtube_vos, args.split, args.sequences,
+                               args.allow_truncated)
     if isinstance(args.overlay, Path) and len(sequences) != 1:
         raise InputError(f"--overlay {args.overlay}: a file name needs a single input; without one a split writes OUT/overlays/<seq>.mp4")
     ranks = init_ranks(device)

@@ -7,8 +7,8 @@ sequence holds paths only, so it can be pickled into data-loader workers.
 
 from __future__ import annotations
 
+import logging
 import re
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from functools import cached_property
@@ -20,11 +20,12 @@ import numpy as np
 from PIL import Image
 
 from masktrack.data.masks import object_ids, read_mask
-from masktrack.data.video import probe_video, read_video_frames
+from masktrack.data.video import VideoDecodeError, probe_video, read_video_frames
 from masktrack.errors import InputError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-MAX_SIZE_MISMATCH = 2  # pixels; a mask this close to the frame size is resized (with a warning)
+MAX_SIZE_MISMATCH = 2  # pixels; a mask this close to the frames' aspect ratio is resized (with a warning)
+LOG = logging.getLogger(__name__)  # warnings: one line each (the CLI formats them)
 
 
 class Sequence(ABC):
@@ -68,8 +69,8 @@ class Sequence(ABC):
     def read_annotation(self, index: int) -> np.ndarray:
         """The label mask of annotated frame ``index`` at frame size.
 
-        A mask off by up to ``MAX_SIZE_MISMATCH`` pixels is resized (nearest) with a warning;
-        a larger mismatch raises ``InputError``.
+        A mask of another size but the frames' aspect ratio (within ``MAX_SIZE_MISMATCH`` pixels, e.g. a 480p mask of
+        a 240p video) is resized (nearest) with a one-line warning; any other shape raises ``InputError``.
         """
         if index not in self.annotation_files:
             raise KeyError(f"{self.name}: frame {index} has no annotation (annotated: {self.annotated})")
@@ -79,9 +80,9 @@ class Sequence(ABC):
         if labels.shape == (height, width):
             return labels
         problem = f"mask is {labels.shape[1]}x{labels.shape[0]} but the frames are {width}x{height}"
-        if max(abs(labels.shape[0] - height), abs(labels.shape[1] - width)) > MAX_SIZE_MISMATCH:
-            raise InputError(f"{path}: {problem}")
-        warnings.warn(f"{path}: {problem}; resized it (nearest)", stacklevel=2)
+        if abs(labels.shape[1] * height / labels.shape[0] - width) > MAX_SIZE_MISMATCH:
+            raise InputError(f"{path}: {problem} (another aspect ratio)")
+        LOG.warning("%s: %s; resized it (nearest)", path, problem)
         return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
 
     def _check_index(self, index: int) -> None:
@@ -114,14 +115,21 @@ class ImageSequence(Sequence):
 
 
 class VideoSequence(Sequence):
-    """Frames decoded from a video file (named ``00000``, ``00001``...)."""
+    """Frames decoded from a video file (named ``00000``, ``00001``...).
 
-    def __init__(self, path: Path, masks: list[Path]) -> None:
+    A truncated or damaged file (fewer frames in it than its container declares, or frames that do not decode)
+    is an InputError, unless ``allow_truncated``: then the frames that decode are kept, with a logged warning.
+    """
+
+    def __init__(self, path: Path, masks: list[Path], allow_truncated: bool = False) -> None:
+        self.path, self.allow_truncated = path, allow_truncated
         info = probe_video(path)
-        digits = max(5, len(str(info.frames - 1)))
-        names = [f"{index:0{digits}d}" for index in range(info.frames)]
+        if info.present < info.frames:
+            self._truncated(f"{info.present} of the {info.frames} frames its container declares are in the file")
+        count = min(info.frames, info.present)
+        digits = max(5, len(str(count - 1)))
+        names = [f"{index:0{digits}d}" for index in range(count)]
         super().__init__(path.stem, names, _match_masks(masks, names, path, by_index=True))
-        self.path = path
         self.fps = info.fps
         self._size = (info.height, info.width)
 
@@ -132,10 +140,14 @@ class VideoSequence(Sequence):
     def frames(self) -> Iterator[np.ndarray]:
         """Decode in order; stops at ``len(self)`` frames (the count comes from the container)."""
         count = 0
-        for count, frame in enumerate(islice(read_video_frames(self.path), len(self)), start=1):
-            yield frame
+        try:
+            for count, frame in enumerate(islice(read_video_frames(self.path), len(self)), start=1):
+                yield frame
+        except VideoDecodeError:
+            self._truncated(f"frame {count} does not decode")
+            return
         if count < len(self):
-            warnings.warn(f"{self.path}: decoded {count} frames, the container announced {len(self)}", stacklevel=2)
+            self._truncated(f"only {count} of its {len(self)} frames decode")
 
     def read_frame(self, index: int) -> np.ndarray:
         """Decodes from the start up to ``index`` (annotated frames are usually early)."""
@@ -144,6 +156,13 @@ class VideoSequence(Sequence):
         if frame is None:
             raise InputError(f"{self.path}: cannot decode frame {index}")
         return frame
+
+    def _truncated(self, problem: str) -> None:
+        """InputError naming the file and ``problem``; with ``allow_truncated`` a warning instead."""
+        if not self.allow_truncated:
+            raise InputError(f"{self.path}: truncated or damaged video: {problem} "
+                             "(--allow-truncated keeps the frames that decode)")
+        LOG.warning("%s: truncated or damaged video: %s; keeping the frames that decode", self.path, problem)
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -190,19 +209,19 @@ def first_appearances(sequence: Sequence, first_frame_only: bool = False) -> dic
 # --- constructors ----------------------------------------------------------------------------
 
 
-def open_input(path: str | Path, masks: list[Path] | None = None) -> list[Sequence]:
+def open_input(path: str | Path, masks: list[Path] | None = None, allow_truncated: bool = False) -> list[Sequence]:
     """Open what `masktrack segment` is given: a video file, a folder of frames, a DAVIS-layout
     sequence folder (``JPEGImages/`` + ``Annotations/``) or a DAVIS dataset root.
 
     ``masks`` are matched to frames by stem (see :func:`open_frame_folder`); for a DAVIS
-    folder they replace its ``Annotations/``.
+    folder they replace its ``Annotations/``. ``allow_truncated``: see :class:`VideoSequence`.
     """
     path = Path(path)
     masks = [Path(mask) for mask in masks or []]
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_file():
-        return [open_video(path, masks)]
+        return [open_video(path, masks, allow_truncated)]
     images = path / "JPEGImages"
     if not images.is_dir():
         return [open_frame_folder(path, masks)]
@@ -228,18 +247,18 @@ def open_frame_folder(folder: str | Path, masks: list[Path] | None = None) -> Se
     return _image_sequence(folder.name, folder, masks, exclude={mask.resolve() for mask in masks})
 
 
-def open_video(path: str | Path, masks: list[Path] | None = None) -> Sequence:
+def open_video(path: str | Path, masks: list[Path] | None = None, allow_truncated: bool = False) -> Sequence:
     """A video file (MP4/MOV/AVI/MKV/WEBM... anything PyAV decodes), frames named ``00000``...
 
     Each mask goes to the frame whose name or integer index is its stem; a single mask
-    whose stem matches no frame goes to frame 0.
+    whose stem matches no frame goes to frame 0. ``allow_truncated``: see :class:`VideoSequence`.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such video file")
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         raise InputError(f"{path}: an image, not a video (give the folder of frames instead)")
-    return VideoSequence(path, [Path(mask) for mask in masks or []])
+    return VideoSequence(path, [Path(mask) for mask in masks or []], allow_truncated)
 
 
 def open_davis(

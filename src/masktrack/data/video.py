@@ -23,34 +23,40 @@ CONTOUR_PX_PER_240 = 1  # overlay contour thickness per 240 pixels of the shorte
 class VideoInfo:
     """What a video holds, learned without decoding more than its first frame."""
 
-    frames: int
+    frames: int  # as the container declares them (else the frames in the file)
     height: int  # as displayed (after the container's rotation)
     width: int
     fps: float | None
+    present: int  # frames whose data is in the file: fewer than ``frames`` when the file is truncated
+
+
+class VideoDecodeError(InputError):
+    """A frame of a video does not decode (a damaged or truncated file)."""
 
 
 def probe_video(path: str | Path) -> VideoInfo:
-    """Frame count (container header, else counted packets, nothing decoded), display size and rate."""
+    """Frame count (container header) and the frames present in the file (counted packets, nothing decoded),
+    display size and rate."""
     path = Path(path)
     with _open_video(path) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate) if stream.average_rate else None
+        declared = stream.frames
         try:
             first = next(container.decode(stream), None)
             if first is None:
                 raise InputError(f"{path}: video has no frames")
             height, width = _upright(first).shape[:2]
-            frames = stream.frames
-            if frames <= 0:
-                container.seek(0)
-                frames = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            container.seek(0)
+            present = sum(1 for packet in container.demux(stream) if packet.size > 0)
         except av.FFmpegError as error:
             raise InputError(f"{path}: cannot read video ({error})") from None
-    return VideoInfo(frames=frames, height=height, width=width, fps=fps)
+    return VideoInfo(frames=declared if declared > 0 else present, height=height, width=width, fps=fps, present=present)
 
 
 def read_video_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Decode a video lazily, one ``(H, W, 3)`` uint8 RGB frame at a time, upright."""
+    """Decode a video lazily, one ``(H, W, 3)`` uint8 RGB frame at a time, upright; VideoDecodeError when a frame
+    does not decode."""
     path = Path(path)
     with _open_video(path) as container:
         stream = container.streams.video[0]
@@ -60,7 +66,7 @@ def read_video_frames(path: str | Path) -> Iterator[np.ndarray]:
             try:
                 frame = next(frames, None)
             except av.FFmpegError as error:
-                raise InputError(f"{path}: cannot decode video ({error})") from None
+                raise VideoDecodeError(f"{path}: cannot decode video ({error})") from None
             if frame is None:
                 return
             yield _upright(frame)

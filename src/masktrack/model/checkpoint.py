@@ -8,6 +8,7 @@ own network and never needs pickle.
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from masktrack.model.network import MaskTrackNet, ModelConfig
 
 CONFIG_KEY = "masktrack_config"
 METADATA_KEY = "masktrack_metadata"
+UNSAFE_FILE = "not a safe checkpoint (expected safetensors or a weights-only torch file)"
+PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # a torch.save zip file, a pickle
 
 
 def save_checkpoint(path: str | Path, model: MaskTrackNet, metadata: dict[str, Any] | None = None) -> None:
@@ -46,7 +49,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             header = handle.metadata() or {}
             state = {name: handle.get_tensor(name) for name in handle.keys()}
     except Exception as error:  # safetensors raises its own error types for truncated or foreign files
-        raise InputError(f"{path}: not a safetensors checkpoint ({error})") from error
+        if _starts_with(path, PICKLE_MAGIC):
+            raise InputError(f"{path}: not a safe checkpoint (expected a masktrack .safetensors file)") from None
+        raise InputError(f"{path}: not a safetensors checkpoint ({error})") from None
+    broken = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise InputError(f"{path}: {len(broken)} weight tensor(s) hold NaN or infinite values (e.g. {broken[0]}); "
+                         "the checkpoint is broken")
     if CONFIG_KEY not in header:
         raise InputError(f"{path}: no masktrack model config in the file (not a masktrack checkpoint)")
     try:
@@ -77,3 +86,39 @@ def checkpoint_weights(path: str | Path, config: ModelConfig) -> dict[str, torch
     if differences:
         raise InputError(f"{path}: the checkpoint's network has {', '.join(differences)}; set model: to match it")
     return model.state_dict()
+
+
+def _starts_with(path: Path, prefixes: tuple[bytes, ...]) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(4).startswith(prefixes)
+
+
+def load_torch_file(path: str | Path) -> Any:
+    """The contents of a ``torch.save`` file, read with ``weights_only=True``: tensors and plain containers, never
+    code. InputError naming the file when it is missing, unreadable or a pickle of anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # PyTorch's message advises weights_only=False: never do that
+        raise InputError(f"{path}: {UNSAFE_FILE}") from None
+    except Exception as error:  # noqa: BLE001 - truncated, not a torch file: one line either way
+        raise InputError(f"{path}: cannot read ({' '.join(str(error).split())[:200]})") from None
+
+
+def check_weights_file(path: str | Path) -> None:
+    """InputError naming ``path`` unless it is a weights file that loads without running code: safetensors, or a
+    ``torch.save`` file whose pickle names only what ``weights_only`` allows (learned without reading tensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        return
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - not a zip torch file (a legacy one, or no torch file): loading tells
+        load_torch_file(path)
+        return
+    if unsafe:
+        raise InputError(f"{path}: {UNSAFE_FILE}")

@@ -51,9 +51,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from masktrack.augment.deform import REFERENCE_HEIGHT, DeformConfig, dilate_disk
+from masktrack.errors import InputError
 from masktrack.model.inputs import image_tensor, mask_tensor, processing_size
 from masktrack.model.precision import bf16_autocast
 from masktrack.propagate.crf import CRFConfig, refine
+from masktrack.propagate.flow import PRESETS as FLOW_PRESETS
 from masktrack.propagate.flow import StreamFlow, gray_frame, warp_masks
 from masktrack.propagate.motion import motion_image
 from masktrack.propagate.zoom import crop_views, object_view, paste_views
@@ -85,6 +87,8 @@ class PropagateConfig:
             raise ValueError(f"object_zoom must be in [0, 1] and max_zoom >= 1, got {self.object_zoom}, {self.max_zoom}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.flow_preset not in FLOW_PRESETS:
+            raise ValueError(f"flow_preset must be one of {', '.join(FLOW_PRESETS)}, got {self.flow_preset!r}")
         for name in ("redetect_confidence", "redetect_confidence_inside"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
@@ -238,6 +242,7 @@ class Propagator:
         self.lost: dict[int, float] = {}  # lost object id -> the confidence it needs to come back
         self.flow_stream = StreamFlow(config.flow_preset) if config.flow or self.motion_models is not None else None
         self.index = 0
+        self.outputs_checked = False  # whether the networks' first output was finite (checked once: cheap)
 
     def add_objects(self, models: Mapping[int, nn.Module], motion_models: Mapping[int, nn.Module] | None = None) -> None:
         """Networks (and motion networks, when the motion stream is on) for objects given from now on."""
@@ -289,7 +294,16 @@ class Propagator:
             motion = predict(self.motion_models, image_tensor(motion_image(flow), size, self.device), self.previous,
                              dilation, config.flip, views, config.amp)
             small = {i: (1 - self.motion_weight) * small[i] + self.motion_weight * motion[i] for i in small}
+        if not self.outputs_checked:
+            self._check_finite(small)
         return frame_probabilities(small, list(small), network_image[0], image.shape[:2], self.lost, config)
+
+    def _check_finite(self, probabilities: Mapping[int, torch.Tensor]) -> None:
+        """InputError unless the networks' first probabilities are finite (else every later frame would be garbage)."""
+        if not all(bool(torch.isfinite(value).all()) for value in probabilities.values()):
+            raise InputError(f"frame {self.index}: the network's output is not finite (NaN or infinite): its weights "
+                             "are broken or fine-tuning diverged (try a lower finetune lr)")
+        self.outputs_checked = True
 
     def _carry(self, labels: torch.Tensor, ids: list[int], size: tuple[int, int]) -> None:
         """Each object's mask in ``labels`` becomes its previous mask; an object with none is lost (module docstring)."""

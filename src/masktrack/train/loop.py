@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from masktrack.atomic import atomic_file
+from masktrack.atomic import atomic_file, check_output_file
 from masktrack.devices import choose_device
 from masktrack.distributed import Ranks, close_ranks, init_ranks
 from masktrack.errors import InputError
@@ -45,6 +45,7 @@ from masktrack.model import (
     checkpoint_weights,
     save_checkpoint,
 )
+from masktrack.model.checkpoint import check_weights_file, load_torch_file
 from masktrack.model.inputs import processing_size
 from masktrack.model.losses import segmentation_loss
 from masktrack.model.precision import bf16_autocast, require_bf16
@@ -72,6 +73,7 @@ METRIC_FIELDS = ("step", "epoch", "phase", "loss", "lr", "iou", "input_iou", "im
 # Settings a resumed run may change: those that do not change the result, and the learning rate
 # (a lower one after a divergence; the schedule continues from the saved step, rescaled).
 RESUME_MAY_CHANGE = ("device", "workers", "amp", "log_every", "lr")
+STATE_KEYS = ("step", "config", "model", "optimizer", "scheduler", "rng", "last_validation")  # checkpoint.pt
 
 
 class TrainingDiverged(InputError):
@@ -135,9 +137,9 @@ class _Trainer:
     def run(self, resume: bool, overwrite: bool) -> Path:
         if not self.config.data:
             raise InputError("no training data: give --data DIR (or data: in the config)")
-        sequences = [sequence for spec in self.config.data for sequence in open_source(spec)]
-        self._prepare_folder(resume, overwrite)
+        self._check_inputs(resume, overwrite)
         state = self._load_state() if resume else None
+        sequences = [sequence for spec in self.config.data for sequence in open_source(spec)]
         train_set, val_set = self._datasets(sequences)
         self.steps_per_epoch = len(train_set) // self.config.batch_size
         if self.steps_per_epoch == 0:
@@ -145,8 +147,6 @@ class _Trainer:
         self.total_steps = self.config.steps or self.config.epochs * self.steps_per_epoch
         if state is not None:
             self._check_resumable(state)
-        if self.ranks.is_main:  # the effective settings, so that a later --resume continues with them
-            save_yaml(self.config, self.out_dir / CONFIG_FILE)
         self.model, self.network = self._model(load_pretrained=state is None)
         self.optimizer = self._optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -155,8 +155,14 @@ class _Trainer:
         self.last_validation: dict[str, float] = {}
         if state is not None:
             self._restore(state)
-        with _RunLog(self.out_dir, self.ranks.is_main, self.step) as self.log:
-            self._loop(train_set, val_set)
+        created = self._prepare_folder(resume, overwrite)
+        try:
+            with _RunLog(self.out_dir, self.ranks.is_main, self.step) as self.log:
+                self._loop(train_set, val_set)
+        except BaseException:
+            if created and self.ranks.is_main and not (self.out_dir / STATE_FILE).exists():
+                shutil.rmtree(self.out_dir, ignore_errors=True)  # nothing to resume: no folder to refuse the rerun
+            raise
         final = self.out_dir / MODEL_FILE
         if self.ranks.is_main:
             save_checkpoint(final, self.network, {"train_config": self.config.to_dict(), "step": self.step,
@@ -164,21 +170,35 @@ class _Trainer:
         self.ranks.gather(None)  # the final model exists before any rank returns
         return final
 
-    def _prepare_folder(self, resume: bool, overwrite: bool) -> None:
-        """Rank 0 refuses or clears an existing run folder; every rank learns the outcome."""
+    def _check_inputs(self, resume: bool, overwrite: bool) -> None:
+        """Before any work: the weights files are safe to load, and rank 0 can write the run folder (an existing
+        one only with ``resume`` or ``overwrite``); every rank learns the outcome."""
+        for path in (self.config.pretrained if self.config.pretrained != "imagenet" else None, self.config.init):
+            if path is not None:
+                check_weights_file(path)
         problem = ""
         if self.ranks.is_main:
-            exists = self.out_dir.exists() and any(self.out_dir.iterdir())
-            if exists and not resume:
-                if not overwrite:
-                    problem = f"{self.out_dir}: run folder exists (pass --overwrite to replace it or --resume to continue it)"
-                else:
-                    shutil.rmtree(self.out_dir)
-            if not problem:
-                self.out_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                check_output_file(self.out_dir / STATE_FILE)
+            except InputError as error:
+                problem = str(error)
+            if not problem and any(self.out_dir.glob("*")) and not (resume or overwrite):
+                problem = f"{self.out_dir}: run folder exists (pass --overwrite to replace it or --resume to continue it)"
         problem = self.ranks.gather(problem)[0]
         if problem:
             raise InputError(problem)
+
+    def _prepare_folder(self, resume: bool, overwrite: bool) -> bool:
+        """Rank 0 clears an existing run folder when overwriting, makes the folder and writes the effective settings
+        (so that a later --resume continues with them); whether this run created the folder."""
+        if not self.ranks.is_main:
+            return False
+        existed = any(self.out_dir.glob("*"))
+        if existed and overwrite and not resume:
+            shutil.rmtree(self.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(self.config, self.out_dir / CONFIG_FILE)
+        return not existed or (overwrite and not resume)
 
     def _datasets(self, sequences: list[AnnotatedSequence]) -> tuple[MaskTrackSamples, MaskTrackSamples | None]:
         """Index the samples (rank 0, shared with the others), fix the width, hold out validation."""
@@ -322,7 +342,7 @@ class _Trainer:
         rng = self.ranks.gather(rng_states())
         if not self.ranks.is_main:
             return
-        state = {
+        state = {  # STATE_KEYS
             "step": self.step,
             "config": self.config.to_dict(),
             "model": self.network.state_dict(),
@@ -335,13 +355,18 @@ class _Trainer:
             torch.save(state, temporary)
 
     def _load_state(self) -> dict[str, Any] | None:
+        """The training state saved in the run folder (None when there is none); InputError naming the file when
+        it is unsafe, unreadable or not a masktrack training checkpoint."""
         path = self.out_dir / STATE_FILE
         if not path.is_file():
             return None
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
-            raise InputError(f"{path}: cannot read training checkpoint ({' '.join(str(error).split())[:200]})") from None
+        state = load_torch_file(path)
+        missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+        if missing:
+            raise InputError(f"{path}: not a masktrack training checkpoint (no {', '.join(missing)})")
+        if not isinstance(state["config"], dict) or not isinstance(state["model"], dict):
+            raise InputError(f"{path}: not a masktrack training checkpoint (config and model must be mappings)")
+        return state
 
     def _check_resumable(self, state: dict[str, Any]) -> None:
         saved, current = dict(state["config"]), self.config.to_dict()
@@ -361,6 +386,8 @@ class _Trainer:
         self.last_validation = dict(state["last_validation"])
         rng = state["rng"]
         set_rng_states(rng[self.ranks.rank] if len(rng) == self.ranks.world_size else rng[0])
+        if self.ranks.is_main:
+            print(f"train: resumed {self.out_dir / STATE_FILE} at step {self.step} of {self.total_steps}")
 
 
 def rng_states() -> dict[str, Any]:
