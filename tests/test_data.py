@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import re
-import warnings
 from pathlib import Path
 
 import av
@@ -284,7 +284,7 @@ def test_mask_matching(tmp_path: Path) -> None:
         open_frame_folder(folder, [tmp_path / "nope.png"])
 
 
-def test_annotation_size_checks(tmp_path: Path) -> None:
+def test_annotation_size_checks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     folder = tmp_path / "clip"
     _save_frames(folder, _frames(3), ["0", "1", "2"])
     labels = _labels([1])
@@ -292,8 +292,9 @@ def test_annotation_size_checks(tmp_path: Path) -> None:
     write_mask(tmp_path / "1.png", labels[:-5])
     write_mask(tmp_path / "2.png", np.zeros(SIZE, np.uint8))
     sequence = open_frame_folder(folder, [tmp_path / "0.png", tmp_path / "1.png", tmp_path / "2.png"])
-    with pytest.warns(UserWarning, match="0.png: mask is 49x36 but the frames are 50x36"):
+    with caplog.at_level(logging.WARNING, logger="masktrack"):
         resized = sequence.read_annotation(0)
+    assert "0.png: mask is 49x36 but the frames are 50x36" in caplog.text
     assert resized.shape == SIZE and (resized == labels).mean() > 0.98  # stretched by one column
     with pytest.raises(InputError, match="1.png: mask is 50x31"):
         sequence.read_annotation(1)
@@ -442,12 +443,11 @@ def test_real_davis2016() -> None:
 
 
 @pytest.mark.skipif(not JUDO.is_dir(), reason="no ../shared/data/judo-new-objects")
-def test_real_judo_new_objects() -> None:
+def test_real_judo_new_objects(caplog: pytest.LogCaptureFixture) -> None:
     [sequence] = open_input(JUDO)
     assert len(sequence) == 16 and sequence.size == (480, 854) and sequence.annotated == [0, 5, 8, 13]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caplog.at_level(logging.WARNING, logger="masktrack"):
         prompts = first_appearances(sequence)
-    assert [str(w.message) for w in caught] == [f"{JUDO}/Annotations/00005.png: mask is 853x480 but the frames are 854x480; resized it (nearest)"]
+    assert caplog.messages == [f"{JUDO}/Annotations/00005.png: mask is 853x480 but the frames are 854x480; resized it (nearest)"]
     assert {index: object_ids(labels) for index, labels in prompts.items()} == {0: [1], 5: [2], 8: [3], 13: [4]}
     assert all(labels.shape == (480, 854) for labels in prompts.values())

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from masktrack import demo
+from masktrack.api import parents
+from masktrack.api.config import segment_config
 from masktrack.cli import main
 from masktrack.demo import DemoSettings
 from masktrack.model import ModelConfig, build_model, save_checkpoint
-from masktrack.propagate import run
 
 TINY = DemoSettings(videos=3, frames=6, size=(48, 64), train_steps=3, batch_size=4, finetune_steps=2)
 
@@ -23,7 +24,7 @@ TINY = DemoSettings(videos=3, frames=6, size=(48, 64), train_steps=3, batch_size
 def tiny_demo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Tiny default settings, no shipped model, one CPU thread (restored afterwards)."""
     monkeypatch.setattr(demo, "DEFAULT_SETTINGS", TINY)
-    monkeypatch.setattr(run, "shipped_model", lambda: None)
+    monkeypatch.setattr(parents, "shipped_model", lambda: None)
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
@@ -65,7 +66,7 @@ def test_shipped_model_is_the_parent_unless_training_is_asked_for(tmp_path: Path
     torch.manual_seed(0)
     shipped_weights = tmp_path / "default.safetensors"
     save_checkpoint(shipped_weights, build_model(ModelConfig(**demo.DEMO_MODEL)))
-    monkeypatch.setattr(run, "shipped_model", lambda: shipped_weights)
+    monkeypatch.setattr(parents, "shipped_model", lambda: shipped_weights)
     assert main(["demo", "--out", str(tmp_path / "shipped"), "--threads", "1", "--quiet"]) == 0
     assert f"parent: the shipped model {shipped_weights}" in capsys.readouterr().out
     assert (tmp_path / "shipped" / "run" / "report" / "index.html").is_file()
@@ -73,3 +74,12 @@ def test_shipped_model_is_the_parent_unless_training_is_asked_for(tmp_path: Path
     assert main(["demo", "--out", str(tmp_path / "trained"), "--train", "--threads", "1", "--quiet"]) == 0
     assert "trained here on the synthetic train split" in capsys.readouterr().out
     assert (tmp_path / "trained" / "parent" / "model.safetensors").is_file()
+
+
+def test_the_demo_segments_with_the_default_preset_and_its_own_fine_tuning_steps(tmp_path: Path) -> None:
+    weights = tmp_path / "parent.safetensors"
+    save_checkpoint(weights, build_model(ModelConfig(**demo.DEMO_MODEL)))
+    predictor = demo.demo_predictor(weights, TINY, progress=False)
+    assert predictor.device == "cpu" and predictor.settings == segment_config(overrides={"finetune": {"steps": 2}})
+    preset = demo.demo_predictor(weights, DemoSettings(seed=3), progress=False)  # finetune_steps None: the preset's
+    assert preset.settings == segment_config(overrides={"seed": 3})

@@ -153,7 +153,7 @@ def test_config_round_trips_through_dict_and_yaml() -> None:
      {"head_channels": 0, "low_level_skip": True}, {"num_classes": 1}, {"colour": "red"}],
 )
 def test_bad_config_values_are_refused(values: dict) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="^model: "):
         ModelConfig.from_dict(values)
 
 
@@ -289,8 +289,8 @@ def test_unreadable_weights_files_are_reported(tmp_path: Path) -> None:
     (tmp_path / "garbage.pth").write_bytes(b"not a weights file")
     torch.save({"net": nn.Linear(2, 2)}, tmp_path / "module.pth")  # a pickled module: refused by weights_only
     torch.save([1, 2], tmp_path / "list.pth")
-    for name, problem in [("missing.pth", "not found"), ("garbage.pth", "cannot read"),
-                          ("module.pth", "cannot read"), ("list.pth", "not a state dict")]:
+    for name, problem in [("missing.pth", "not found"), ("garbage.pth", "not a safe checkpoint"),
+                          ("module.pth", "not a safe checkpoint"), ("list.pth", "not a state dict")]:
         with pytest.raises(InputError, match=problem):
             build_model(ModelConfig(backbone="resnet18"), pretrained=str(tmp_path / name))
 

@@ -1,4 +1,5 @@
-"""HTML report: built from a small run folder; references only files beside it; loads in Chromium."""
+"""HTML report: built from a small run folder; references only files beside it; replaces only its own folder; loads in
+Chromium."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from masktrack.cli import main
@@ -76,7 +78,7 @@ def _referenced(page: Path) -> list[str]:
     return parser.sources
 
 
-def test_report_is_self_contained(run_dir: Path, synthetic_davis: Path) -> None:
+def test_report_references_only_files_beside_it(run_dir: Path, synthetic_davis: Path) -> None:
     page = write_report(run_dir, images_root=synthetic_davis)
     assert page == run_dir / "report" / "index.html"
     sources = _referenced(page)
@@ -86,11 +88,14 @@ def test_report_is_self_contained(run_dir: Path, synthetic_davis: Path) -> None:
         assert (page.parent / source).is_file(), source
     text = page.read_text(encoding="utf-8")
     assert sum(s.endswith(".mp4") for s in sources) == 1 and sum(s.endswith(".gif") for s in sources) == 1
+    assert sum(s.endswith("-strip.png") for s in sources) == sum(s.endswith("-areas.png") for s in sources) == 2
     per_frame = json.loads((run_dir / "eval" / "per-frame_results.json").read_text())
     assert sum(s.startswith("worst-") for s in sources) == sum(len(per_frame[s]) for s in SEQUENCES)  # one per object
     assert "escape" not in text and "&lt;b&gt;not markup&lt;/b&gt;" in text
-    for heading in ("Scores", "J and F per frame", "Overlays", "Worst frame of each object", "Timings", "Configuration"):
+    for heading in ("Scores", "Objects", "Frames", "J and F per frame", "Overlays", "Worst frame of each object", "Timings",
+                    "Settings"):
         assert f">{heading}</h2>" in text
+    assert "2 sequences, 24 predicted frames" in text and "masks alone" not in text  # frames from the dataset
     with Image.open(page.parent / "worst-00.png") as panel:
         assert panel.width > 3 * 96  # prediction, ground truth and error tiles
     # Writing again replaces the previous report.
@@ -101,9 +106,57 @@ def test_report_with_predictions_only(synthetic_davis: Path, tmp_path: Path) -> 
     run = tmp_path / "run"
     _shifted_predictions(synthetic_davis, run, "synth-000", video=False)
     page = write_report(run, out_dir=tmp_path / "out")
-    assert sorted(_referenced(page)) == ["000-synth-000.gif"]
+    assert sorted(_referenced(page)) == ["000-synth-000-areas.png", "000-synth-000-strip.png", "000-synth-000.gif"]
     with Image.open(page.parent / "000-synth-000.gif") as gif:
         assert gif.n_frames == 12
+    text = page.read_text(encoding="utf-8")
+    assert "1 sequence, 12 predicted frames" in text and "masks alone" in text  # no frames to draw them over
+
+
+def _own_video_run(tmp_path: Path, synthetic_davis: Path, preset_steps: int) -> Path:
+    """A run of a frame folder without ground truth, as `masktrack segment` writes it: masks, an overlay video,
+    config.yaml recording the input; object 2 is lost after frame 5."""
+    frames, run = tmp_path / "clip", tmp_path / "run"
+    shutil.copytree(synthetic_davis / "JPEGImages" / "96p" / "synth-000", frames)
+    (run / "clip").mkdir(parents=True)
+    for path in sorted((synthetic_davis / "Annotations" / "96p" / "synth-000").glob("*.png")):
+        labels = read_mask(path)
+        write_mask(run / "clip" / path.name, np.where((labels == 2) & (int(path.stem) > 5), 0, labels))
+    config = {"finetune": {"steps": preset_steps, "lr": 0.0001}, "seed": 0,
+              "run": {"command": "segment", "input": str(frames), "mask": ["first.png"], "device": "cpu"}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return run
+
+
+def test_report_of_a_run_without_ground_truth(synthetic_davis: Path, tmp_path: Path) -> None:
+    run = _own_video_run(tmp_path, synthetic_davis, preset_steps=7)
+    page = write_report(run)
+    text = page.read_text(encoding="utf-8")
+    assert "1 sequence, 12 predicted frames" in text and "Scores" not in text
+    assert "masks alone" not in text  # drawn over the input that config.yaml records
+    assert 'class="swatch"' in text and "object 2" in text and ">6 of 12<" in text  # object 2: frames 0-5, then lost
+    assert "<td>finetune.steps</td><td>7</td><td>50</td>" in text  # what differs from the default preset
+    assert "finetune.lr" not in text.split("<details>")[0]  # the preset's own value is not listed
+    assert "<details><summary>config.yaml</summary>" in text
+    with Image.open(page.parent / "000-clip-strip.png") as strip:
+        assert strip.width > 4 * 96
+        assert np.asarray(strip.convert("RGB")).mean() > 40  # frames, not masks on black
+
+
+def test_report_replaces_only_a_folder_it_wrote(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "index.html").write_text("my page")
+    (user / "precious.txt").write_text("keep me")
+    assert main(["report", str(run_dir), "--out", str(user)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "not a folder that masktrack report wrote" in error
+    assert (user / "precious.txt").read_text() == "keep me" and (user / "index.html").read_text() == "my page"
+    ours = tmp_path / "ours"
+    write_report(run_dir, out_dir=ours)
+    (ours / "stale.png").write_bytes(b"old asset")
+    write_report(run_dir, out_dir=ours)  # a folder the report wrote is replaced as a whole
+    assert (ours / "index.html").is_file() and not (ours / "stale.png").exists()
 
 
 def test_bad_inputs_are_one_line_errors(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,7 +168,7 @@ def test_bad_inputs_are_one_line_errors(run_dir: Path, tmp_path: Path, capsys: p
     with pytest.raises(InputError, match="per-frame_results.json"):
         write_report(broken)
     (tmp_path / "precious").mkdir()
-    with pytest.raises(InputError, match="not a previous report"):
+    with pytest.raises(InputError, match="not a folder that masktrack report wrote"):
         write_report(run_dir, out_dir=tmp_path / "precious")
 
 

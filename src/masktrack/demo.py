@@ -36,6 +36,7 @@ class DemoSettings:
     batch_size: int = 8
     lr: float = 0.01
     finetune_steps: int | None = None  # per object; None: the default preset's
+    scratch_finetune_lr: float = 1e-3  # fine-tuning a parent trained here from scratch (the presets suit ImageNet-started ones)
     seed: int = 0
 
 
@@ -68,10 +69,13 @@ def train_parent(data: Path, out: Path, settings: DemoSettings, progress: bool =
     return train(parent_config(data, settings), out, progress=progress)
 
 
-def demo_predictor(weights: Path, settings: DemoSettings, progress: bool = True) -> Predictor:
-    """The default preset on the CPU, with the demo's fine-tuning steps when it sets them."""
-    steps = {} if settings.finetune_steps is None else {"finetune": {"steps": settings.finetune_steps}}
-    return Predictor(weights, device="cpu", progress=progress, seed=settings.seed, **steps)
+def demo_predictor(weights: Path, settings: DemoSettings, progress: bool = True, trained_here: bool = False) -> Predictor:
+    """The default preset on the CPU, with the demo's fine-tuning steps when it sets them, and for a parent
+    ``trained_here`` (a small network trained from scratch for a few minutes) a higher fine-tuning learning rate."""
+    finetune: dict[str, float] = {} if settings.finetune_steps is None else {"steps": settings.finetune_steps}
+    if trained_here:
+        finetune["lr"] = settings.scratch_finetune_lr
+    return Predictor(weights, device="cpu", progress=progress, seed=settings.seed, finetune=finetune)
 
 
 def run_demo(
@@ -95,7 +99,7 @@ def run_demo(
         weights = parent if parent is not None else train_parent(data, folder / "parent", settings, progress)
         record = {"demo": True, "parent": "trained" if parent is None else "given", "weights": str(weights),
                   "settings": plain(asdict(settings))}
-        evaluation = segment_run(demo_predictor(weights, settings, progress), open_davis(data, split="val"),
+        evaluation = segment_run(demo_predictor(weights, settings, progress, parent is None), open_davis(data, split="val"),
                                  folder / "run", record, images_root=data, progress=progress)
     if evaluation is None:
         raise RuntimeError(f"{data}: the synthetic val split lacks ground truth")

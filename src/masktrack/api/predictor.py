@@ -26,7 +26,7 @@ from masktrack.devices import choose_device
 from masktrack.errors import InputError
 from masktrack.model.inputs import processing_size
 from masktrack.model.precision import require_bf16
-from masktrack.online.finetune import finetune_parents
+from masktrack.online.finetune import StepCallback, finetune_parents, training_steps
 from masktrack.propagate.motion import annotated_motion_image, motion_image_between
 from masktrack.propagate.propagate import FrameResult, Propagator
 
@@ -66,17 +66,27 @@ class Predictor:
         for result in self.propagate(sequence, appearances, networks):
             yield result.index, result.labels
 
-    def finetune(self, sequence: Sequence, appearances: Mapping[int, np.ndarray]) -> tuple[Networks, Networks | None]:
-        """Each object's fine-tuned network, and its motion network when the motion stream is on."""
+    def finetune(self, sequence: Sequence, appearances: Mapping[int, np.ndarray],
+                 on_step: StepCallback | None = None) -> tuple[Networks, Networks | None]:
+        """Each object's fine-tuned network, and its motion network when the motion stream is on; ``on_step`` is
+        called after each of the :meth:`finetune_steps` steps."""
         config = self.config
         annotations = [(sequence.read_frame(index), labels) for index, labels in sorted(appearances.items())]
-        networks = finetune_parents(self.parents, annotations, config.finetune, self.device, config.seed, self.progress)
+        networks = finetune_parents(self.parents, annotations, config.finetune, self.device, config.seed, self.progress, on_step)
         if config.motion.weight == 0:
             return networks, None
         size, preset = config.propagate.size, config.propagate.flow_preset
         motion = [(annotated_motion_image(sequence, index, processing_size(labels.shape, size), preset), labels)
                   for index, labels in sorted(appearances.items())]
-        return networks, self._finetune_motion(motion)
+        return networks, self.finetune_motion(motion, on_step)
+
+    def finetune_steps(self, objects: int) -> int:
+        """How many steps :meth:`finetune` takes for ``objects`` objects, over all parents and both streams."""
+        config = self.config
+        steps = training_steps(config.finetune, objects)
+        if config.motion.weight > 0:
+            steps += training_steps(replace(config.finetune, steps=config.motion.steps), objects)
+        return steps * len(self.parents)
 
     def propagate(self, sequence: Sequence, appearances: Mapping[int, np.ndarray],
                   networks: tuple[Networks, Networks | None]) -> Iterator[FrameResult]:
@@ -90,10 +100,11 @@ class Predictor:
         """A :class:`Tracker` for frames that arrive one at a time (a camera, a stream)."""
         return Tracker(self)
 
-    def _finetune_motion(self, annotations: list[tuple[np.ndarray, np.ndarray]]) -> Networks:
+    def finetune_motion(self, annotations: list[tuple[np.ndarray, np.ndarray]], on_step: StepCallback | None = None) -> Networks:
+        """Motion networks fine-tuned on ``(motion image, labels)`` pairs (``masktrack.propagate.motion``)."""
         config = self.config
         settings = replace(config.finetune, steps=config.motion.steps)
-        return finetune_parents(self.parents, annotations, settings, self.device, config.seed, self.progress)
+        return finetune_parents(self.parents, annotations, settings, self.device, config.seed, self.progress, on_step)
 
 
 class Tracker:
@@ -150,4 +161,4 @@ class Tracker:
         size = processing_size(annotated[0][0].shape[:2], config.propagate.size)
         motion = [(motion_image_between(image, other, size, config.propagate.flow_preset), labels)
                   for image, labels, other in annotated]
-        self.propagator.add_objects({}, self.predictor._finetune_motion(motion))
+        self.propagator.add_objects({}, self.predictor.finetune_motion(motion))

@@ -14,7 +14,7 @@ import yaml
 from masktrack.api.config import SegmentConfig
 from masktrack.api.predictor import Predictor
 from masktrack.app.outputs import write_submission_zip, write_timings
-from masktrack.app.pipeline import segment_sequence
+from masktrack.app.pipeline import segment_sequences
 from masktrack.atomic import atomic_file
 from masktrack.data.sources import Sequence, open_davis, open_input, open_youtube_vos
 from masktrack.devices import device_name
@@ -90,10 +90,8 @@ def segment_run(
     start = time.perf_counter() if start is None else start
     evaluation = None
     with shared_output_dir(out, overwrite, ranks) as run_dir:
-        results = ranks.run_everywhere(lambda: {
-            sequence.name: segment_sequence(predictor, sequence, run_dir, outputs.overlay, outputs.probabilities, progress)
-            for sequence in ranks.shard(sequences)
-        })
+        results = ranks.run_everywhere(lambda: segment_sequences(
+            predictor, ranks.shard(sequences), run_dir, outputs.overlay, outputs.probabilities, progress))
         if ranks.is_main:
             timings = {name: timing for result in results for name, timing in result.items()}
             write_timings(run_dir / "timings.json", device_name(predictor.device), {s.name: timings[s.name] for s in sequences},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -47,8 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ConsoleWarnings(logging.Handler):
+    """The package's warnings, one line each, printed above any progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handler = ConsoleWarnings()
+    handler.setFormatter(logging.Formatter(f"masktrack {args.command}: warning: %(message)s"))
+    package_log = logging.getLogger("masktrack")
+    package_log.addHandler(handler)
+    package_log.propagate = False  # one line, not one more from Python's last-resort handler
+    try:
+        return run_command(args)
+    finally:
+        package_log.removeHandler(handler)
+        package_log.propagate = True
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command: one-line errors, exit 2 for bad input (full tracebacks with ``--debug``)."""
     try:
         return args.run(args)
     except InputError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "run the whole pipeline on synthetic videos: train a parent, fine-tune, segment, evaluate, report"
+HELP = "the whole pipeline on synthetic videos: fine-tune the shipped model, segment, evaluate, report"
 EXAMPLES = """\
 examples:
   # the demo (a few minutes on 2 CPU cores): prints the report's path and the J&F

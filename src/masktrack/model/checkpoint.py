@@ -8,7 +8,6 @@ own network and never needs pickle.
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,11 @@ from safetensors.torch import save_file
 
 from masktrack.atomic import atomic_file
 from masktrack.errors import InputError
+from masktrack.model.files import UNSAFE_FILE, load_torch_file
 from masktrack.model.network import MaskTrackNet, ModelConfig
 
 CONFIG_KEY = "masktrack_config"
 METADATA_KEY = "masktrack_metadata"
-UNSAFE_FILE = "not a safe checkpoint (expected safetensors or a weights-only torch file)"
 PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # a torch.save zip file, a pickle
 
 
@@ -93,18 +92,6 @@ def _starts_with(path: Path, prefixes: tuple[bytes, ...]) -> bool:
         return handle.read(4).startswith(prefixes)
 
 
-def load_torch_file(path: str | Path) -> Any:
-    """The contents of a ``torch.save`` file, read with ``weights_only=True``: tensors and plain containers, never
-    code. InputError naming the file when it is missing, unreadable or a pickle of anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # PyTorch's message advises weights_only=False: never do that
-        raise InputError(f"{path}: {UNSAFE_FILE}") from None
-    except Exception as error:  # noqa: BLE001 - truncated, not a torch file: one line either way
-        raise InputError(f"{path}: cannot read ({' '.join(str(error).split())[:200]})") from None
 
 
 def check_weights_file(path: str | Path) -> None:

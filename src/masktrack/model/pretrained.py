@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from masktrack.errors import InputError
 from masktrack.model.backbones import Backbone, BackboneSpec, backbone_spec
+from masktrack.model.files import load_torch_file
 
 WRAPPER_PREFIXES = ("module.pre.", "module.")
 
@@ -75,8 +75,10 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
 
             state = load_file(path)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable or unsafe file (pickle refused, truncated, not a tensor file)
+            state = load_torch_file(path)
+    except InputError:
+        raise
+    except Exception as error:  # any unreadable file (truncated, not a tensor file)
         raise InputError(f"{path}: cannot read weights ({type(error).__name__}: {error})") from error
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):

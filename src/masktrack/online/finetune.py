@@ -18,7 +18,7 @@ for videos with many objects.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -33,6 +33,7 @@ from masktrack.model.inputs import image_tensor, mask_tensor, processing_size
 from masktrack.model.training import batch_norms, loss_backward, training_mode
 
 MODES = ("shared", "per_object")
+StepCallback = Callable[[], object]  # called once per fine-tuning step
 
 
 @dataclass
@@ -43,7 +44,7 @@ class FinetuneConfig:
     lr: float = 1e-4
     batch_size: int = 4
     mode: str = "per_object"
-    size: int | None = None  # training sample height (the propagation size); None: frame size
+    size: int | None = None  # training sample height (the propagation size); None: the parent's training height
     width: int | None = None  # training crops this wide (at most the frame's width); None: whole frames, as propagated
     lovasz_weight: float = 1.0  # loss: cross-entropy plus this times the Lovász hinge (an IoU surrogate)
     object_zoom: float = 0.6  # zoom small objects until their box spans this fraction of the sample (0: off)
@@ -98,20 +99,28 @@ def finetune(
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
     progress: bool = True,
+    on_step: StepCallback | None = None,
 ) -> dict[int, nn.Module]:
     """Fine-tune copies of ``model`` on the given objects; return object id -> its network.
 
     In ``shared`` mode every id maps to the same network. ``model`` itself is never changed,
-    so a parent can be fine-tuned for many videos in turn.
+    so a parent can be fine-tuned for many videos in turn. ``on_step`` is called after every
+    step (:func:`training_steps` of them in all), e.g. to advance an overall progress bar.
     """
     ids, images, masks = object_samples(annotations, config.size, device)
     if config.mode == "per_object":
         return {
-            object_id: _train_copy(model, images[k : k + 1], masks[k : k + 1], config, device, generator, progress, f"object {object_id}")
+            object_id: _train_copy(model, images[k : k + 1], masks[k : k + 1], config, device, generator, progress,
+                                   f"object {object_id}", on_step)
             for k, object_id in enumerate(ids)
         }
-    shared = _train_copy(model, images, masks, config, device, generator, progress, f"{len(ids)} object(s)")
+    shared = _train_copy(model, images, masks, config, device, generator, progress, f"{len(ids)} object(s)", on_step)
     return dict.fromkeys(ids, shared)
+
+
+def training_steps(config: FinetuneConfig, objects: int) -> int:
+    """How many steps :func:`finetune` takes for ``objects`` objects (one network each, or one for all)."""
+    return config.steps * (objects if config.mode == "per_object" else min(objects, 1))
 
 
 def finetune_parents(
@@ -121,9 +130,10 @@ def finetune_parents(
     device: torch.device | str = "cpu",
     seed: int = 0,
     progress: bool = True,
+    on_step: StepCallback | None = None,
 ) -> dict[int, nn.Module]:
     """:func:`finetune` each parent (each from ``seed``); with several, each object's networks become one ensemble."""
-    return ensemble_per_object([finetune(parent, annotations, config, device, torch.Generator().manual_seed(seed), progress)
+    return ensemble_per_object([finetune(parent, annotations, config, device, torch.Generator().manual_seed(seed), progress, on_step)
                                 for parent in parents])
 
 
@@ -136,6 +146,7 @@ def _train_copy(
     generator: torch.Generator | None,
     progress: bool,
     label: str,
+    on_step: StepCallback | None = None,
 ) -> nn.Module:
     """A copy of ``parent`` trained for ``config.steps`` steps on batches drawn from the samples."""
     model = copy.deepcopy(parent).to(device)
@@ -152,4 +163,6 @@ def _train_copy(
         optimizer.zero_grad(set_to_none=True)
         loss_backward(model, batch_images, previous, batch_masks, config.lovasz_weight, config.amp)
         optimizer.step()
+        if on_step is not None:
+            on_step()
     return model.eval()

@@ -8,8 +8,8 @@ probabilities are resized to the frame size (bilinear) and merged into one label
     0.4: the networks are conservative at boundaries); otherwise it goes to the object with the highest probability (``argmax`` over
     ``[threshold, p_1, ..., p_K]``, ties to the lowest index, so exactly ``threshold`` stays background).
 
-Previous masks are dilated by a disk (``dilate_previous``, 10 px at 480p by default, twice the
-training deformations' radius) so that they look like the rough masks the network was trained on: a
+Previous masks are dilated by a disk (``dilate_previous``; by default ``DILATION_FACTOR`` times the
+training deformations' radius: 10 px at 480p for the shipped model) so that they look like the rough masks the network was trained on: a
 network trained on dilated masks shrinks an exact one, and would shrink it a little more every frame.
 
 With ``flow``, the previous masks are first moved along the optical flow from the previous frame
@@ -61,6 +61,7 @@ from masktrack.propagate.motion import motion_image
 from masktrack.propagate.zoom import crop_views, object_view, paste_views
 
 BACKGROUND_THRESHOLD = 0.5
+DILATION_FACTOR = 2.0  # previous masks are dilated this many times the training deformations' radius (they shrink less)
 EDGE_BAND = 0.02  # a mask within this fraction of the frame's smaller side from its edge touches the edge
 
 
@@ -68,11 +69,11 @@ EDGE_BAND = 0.02  # a mask within this fraction of the frame's smaller side from
 class PropagateConfig:
     """How masks are carried from frame to frame."""
 
-    size: int | None = None  # network input height (width keeps the aspect ratio); None: frame size
+    size: int | None = None  # network input height (width keeps the aspect ratio); None: the parent's training height
     redetect_confidence: float = 0.9  # a lost object's probability must exceed this to come back
     redetect_confidence_inside: float | None = 0.5  # ... instead this, if its last mask was clear of the edge (None: the same)
     redetect_min_area: float = 0.001  # ... over at least this fraction of the frame
-    dilate_previous: float | None = 10.0  # disk radius (px at 480p) of the previous masks; None: the training's (5)
+    dilate_previous: float | None = None  # disk radius (px at 480p) of the previous masks; None: DILATION_FACTOR x the training's
     flip: bool = False  # also run the mirrored frame and average the probabilities (test-time augmentation, 2x compute)
     flow: bool = False  # warp the previous masks along optical flow (OpenCV DIS) before the network sees them
     flow_preset: str = "medium"  # DIS preset: ultrafast, fast or medium
@@ -237,7 +238,8 @@ class Propagator:
         self.models: dict[int, nn.Module] = {}
         self.motion_models: dict[int, nn.Module] | None = {} if motion_weight > 0 else None
         self.add_objects(models, motion_models)
-        self.dilation = DeformConfig().dilate_radius if config.dilate_previous is None else config.dilate_previous
+        default = DILATION_FACTOR * DeformConfig().dilate_radius
+        self.dilation = default if config.dilate_previous is None else config.dilate_previous
         self.previous: dict[int, torch.Tensor] = {}  # object id -> (h, w) previous mask at network size
         self.lost: dict[int, float] = {}  # lost object id -> the confidence it needs to come back
         self.flow_stream = StreamFlow(config.flow_preset) if config.flow or self.motion_models is not None else None

@@ -1,4 +1,4 @@
-"""Report figures: per-frame J/F plots, overlay GIFs and worst-frame panels (PNG/GIF files)."""
+"""Report figures: per-frame J/F and area plots, overlay GIFs, frame strips and worst-frame panels (PNG/GIF files)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,19 @@ def frame_plot(scores: dict[int, ObjectScores], path: Path) -> None:
     figure.savefig(path)
 
 
+def area_plot(areas: dict[int, list[float]], path: Path) -> None:
+    """Each object's area per frame (percent of the frame), one line per object in its DAVIS colour, as a PNG."""
+    figure = Figure(figsize=(8, 2.4), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axis = figure.subplots()
+    for object_id, values in areas.items():
+        axis.plot(100 * np.asarray(values), color=DAVIS_PALETTE[object_id % 256] / 255.0, label=f"object {object_id}")
+    axis.set(xlabel="frame", ylabel="area (% of frame)", ylim=(0, None))
+    axis.grid(alpha=0.3)
+    figure.legend(loc="outside right upper", fontsize="small")
+    figure.savefig(path)
+
+
 def render_labels(labels: np.ndarray, image: np.ndarray | None) -> np.ndarray:
     """The label mask over ``image`` (RGB), or in DAVIS colours on black without an image."""
     if image is None:
@@ -62,9 +75,9 @@ def write_gif(frames: Iterable[np.ndarray], path: Path, frame_ms: int) -> None:
     images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
 
 
-def write_panel(tiles: list[np.ndarray], path: Path) -> None:
-    """Tiles of one frame side by side (each ``PANEL_WIDTH`` wide, 4-pixel gaps) as a PNG."""
-    images = [fit_width(tile, PANEL_WIDTH) for tile in tiles]
+def write_panel(tiles: Iterable[np.ndarray], path: Path, width: int = PANEL_WIDTH) -> None:
+    """Tiles side by side (each at most ``width`` pixels wide, 4-pixel gaps) as a PNG."""
+    images = [fit_width(tile, width) for tile in tiles]
     height = max(image.height for image in images)
     panel = Image.new("RGB", (sum(image.width for image in images) + 4 * (len(images) - 1), height), (255, 255, 255))
     x = 0

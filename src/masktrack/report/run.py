@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ class Run:
     """What a run folder holds, validated."""
 
     root: Path
-    sequences: dict[str, list[str]]  # sequence -> sorted frame names with a prediction PNG
+    sequences: dict[str, list[str]]  # sequence -> frame names with a prediction PNG, in order (frame2 before frame10)
     global_scores: dict[str, float] = field(default_factory=dict)
     object_scores: list[tuple[str, int, float, float]] = field(default_factory=list)  # seq, id, J, F
     per_frame: dict[str, dict[int, ObjectScores]] = field(default_factory=dict)
@@ -69,7 +70,7 @@ def read_run(root: Path) -> Run:
     if not root.is_dir():
         raise InputError(f"{root}: run folder not found")
     sequences = {
-        folder.name: sorted(path.stem for path in folder.glob("*.png"))
+        folder.name: sorted((path.stem for path in folder.glob("*.png")), key=_natural_key)
         for folder in sorted(root.iterdir())
         if folder.is_dir() and folder.name not in NOT_SEQUENCES and not folder.name.endswith(".partial") and any(folder.glob("*.png"))
     }
@@ -90,6 +91,10 @@ def read_run(root: Path) -> Run:
     if (root / "config.yaml").is_file():
         run.config_text = (root / "config.yaml").read_text(encoding="utf-8", errors="replace")
     return run
+
+
+def _natural_key(name: str) -> list[int | str]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
