@@ -44,7 +44,12 @@ def open_sequences(
     if input_path is not None:
         if split or names:
             raise InputError("--split and --sequences apply to --davis / --youtube-vos only")
-        return open_input(input_path, masks, allow_truncated)
+        sequences = open_input(input_path, masks, allow_truncated)
+        unmasked = [sequence.name for sequence in sequences if not sequence.annotation_files]
+        if unmasked:
+            raise InputError(f"{input_path}: no mask for {', '.join(unmasked)}: pass --mask FIRST_FRAME.png (a palette, binary "
+                             "or colour-coded PNG of the objects in the first frame)")
+        return sequences
     if masks:
         raise InputError("--mask applies to a single INPUT only; dataset splits bring their own masks")
     if not split:

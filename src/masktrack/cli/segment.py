@@ -156,5 +156,28 @@ def run(args: argparse.Namespace) -> int:
     finally:
         close_ranks(ranks)
     if ranks.is_main and not args.quiet:
-        print(f"masktrack segment: wrote {args.out}")
+        print(summary(args, sequences, time.perf_counter() - start))
     return 0
+
+
+def summary(args: argparse.Namespace, sequences: list, seconds: float) -> str:
+    """What a run wrote and where: objects tracked, frames, time, masks, overlay, report."""
+    import numpy as np
+
+    from masktrack.data.sources import first_appearances
+
+    objects = sum(len({int(i) for labels in first_appearances(s).values() for i in np.unique(labels) if i}) for s in sequences)
+    frames = sum(len(sequence) for sequence in sequences)
+    names = sequences[0].name if len(sequences) == 1 else f"{len(sequences)} sequences"
+    minutes, rest = divmod(round(seconds), 60)
+    lines = [f"masktrack segment: {objects} object{'s' * (objects != 1)} tracked through {frames} frames of {names} "
+             f"in {f'{minutes} min ' if minutes else ''}{rest} s",
+             f"  masks    {args.out / sequences[0].name}/ (one palette PNG per frame{', per sequence' if len(sequences) > 1 else ''})"]
+    if args.overlay:
+        overlay = args.overlay if isinstance(args.overlay, Path) else args.out / "overlays"
+        lines.append(f"  overlay  {overlay}")
+    if not args.no_report:
+        lines.append(f"  report   {args.out / 'report' / 'index.html'}")
+    if (args.out / "eval").is_dir():
+        lines.append(f"  scores   {args.out / 'eval'}")
+    return "\n".join(lines)

@@ -49,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
     with atomic_output_dir(args.out_dir, overwrite=args.overwrite) as partial:
         generate_dataset(partial, num_videos=args.videos, num_frames=args.frames, size=args.size, seed=args.seed,
                          occlusions=args.occlusions, progress=True)
-    print(f"wrote {args.videos} synthetic videos to {args.out_dir}")
+    print(f"wrote {args.videos} synthetic video{'s' * (args.videos != 1)} to {args.out_dir}")
     return 0
