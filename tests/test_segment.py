@@ -423,7 +423,7 @@ def test_warp_masks_moves_masks_by_the_flow_offsets() -> None:
     assert warped[0].nonzero().tolist() == [[3, 5], [3, 6], [4, 5], [4, 6]]
 
 
-@pytest.mark.parametrize(("deform", "given", "expected"), [({"dilate_radius": 7.0}, None, 7.0), ({"dilate_prob": 0.0}, None, 0.0), ({}, 2.0, 2.0)])
+@pytest.mark.parametrize(("deform", "given", "expected"), [({"dilate_radius": 7.0}, None, 14.0), ({"dilate_prob": 0.0}, None, 0.0), ({}, 2.0, 2.0)])
 def test_propagation_dilates_previous_masks_as_the_parent_was_trained(deform: dict, given: float | None, expected: float) -> None:
     config = SegmentConfig(propagate=PropagateConfig(dilate_previous=given))
     assert for_parent(config, {"train_config": {"deform": deform}}).propagate.dilate_previous == expected
@@ -536,7 +536,7 @@ def test_cli_writes_the_run_folder(tmp_path: Path, weights: Path, clip: tuple[Pa
     assert recorded["finetune"]["steps"] == 2 and recorded["propagate"]["flip"] and recorded["run"]["weights"] == [str(weights)]
     assert recorded["finetune"]["object_zoom"] == recorded["propagate"]["object_zoom"] == 0.6  # --zoom by default
     assert recorded["finetune"]["lovasz_weight"] == 1.0  # the default preset
-    assert (recorded["propagate"]["dilate_previous"], recorded["propagate"]["threshold"]) == (10.0, 0.4)
+    assert (recorded["propagate"]["dilate_previous"], recorded["propagate"]["threshold"]) == (None, 0.4)  # None: the parent's
     assert SegmentConfig.from_dict(recorded).finetune.steps == 2  # a run's config.yaml is a valid --config
     assert not (tmp_path / "run.partial").exists()
 
@@ -548,11 +548,11 @@ def test_a_preset_then_a_settings_file_then_flags_set_the_settings_key_by_key(tm
     config = segment_config(None, settings, cli_overrides("--finetune-steps", "7", "--size", "32"))
     assert (config.finetune.steps, config.finetune.batch_size, config.finetune.width) == (7, 1, 240)  # flag, file, preset
     assert (config.propagate.threshold, config.propagate.flow, config.propagate.size, config.finetune.size) == (0.5, True, 32, 32)
-    assert (config.finetune.lovasz_weight, config.propagate.dilate_previous) == (1.0, 10.0)  # the settings classes' defaults
+    assert (config.finetune.lovasz_weight, config.propagate.dilate_previous) == (1.0, None)  # the settings classes' defaults
     default = segment_config()
     assert default == SegmentConfig()  # the default preset is the settings classes' own defaults, the recommended ones
     assert (default.finetune.lovasz_weight, default.finetune.object_zoom) == (1.0, 0.6)
-    assert (default.propagate.dilate_previous, default.propagate.object_zoom, default.propagate.threshold) == (10.0, 0.6, 0.4)
+    assert (default.propagate.dilate_previous, default.propagate.object_zoom, default.propagate.threshold) == (None, 0.6, 0.4)  # None: twice the parent's training dilation
     with pytest.raises(InputError, match="--finetune-steps must be >= 0"):
         cli_overrides("--finetune-steps", "-1")
     out = tmp_path / "run"  # the command line: --preset replaces the file's preset; the flags override both

@@ -79,7 +79,9 @@ def for_parent(config: SegmentConfig, metadata: dict[str, Any]) -> SegmentConfig
     """
     trained = trained_settings(metadata)
     if trained is None:
-        return config
+        default = DILATION_FACTOR * DeformConfig().dilate_radius
+        dilation = default if config.propagate.dilate_previous is None else config.propagate.dilate_previous
+        return replace(config, propagate=replace(config.propagate, dilate_previous=dilation))
     deform = config.finetune.deform or trained.deform
     finetune = replace(config.finetune, augment=config.finetune.augment or trained.augment, deform=deform,
                        size=config.finetune.size or trained.height)

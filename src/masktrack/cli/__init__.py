@@ -62,13 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     handler = ConsoleWarnings()
     handler.setFormatter(logging.Formatter(f"masktrack {args.command}: warning: %(message)s"))
     package_log = logging.getLogger("masktrack")
-    package_log.addHandler(handler)
-    package_log.propagate = False  # one line, not one more from Python's last-resort handler
+    package_log.addHandler(handler)  # Python's last-resort handler then stays silent: one line per warning
     try:
         return run_command(args)
     finally:
         package_log.removeHandler(handler)
-        package_log.propagate = True
 
 
 def run_command(args: argparse.Namespace) -> int:
