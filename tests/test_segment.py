@@ -75,9 +75,9 @@ def square_frame(size: tuple[int, int], top_left: tuple[int, int] | None, side: 
 
 
 def plain_propagation(**settings: object) -> PropagateConfig:
-    """Propagation without the default preset's extras, unless ``settings`` set them: threshold 0.5, no zoom,
-    previous masks dilated as in training (5 px at 480p). The tests below check one mechanism each on top."""
-    return PropagateConfig(**{"threshold": 0.5, "object_zoom": 0.0, "dilate_previous": 5.0, **settings})
+    """Propagation without the default preset's extras, unless ``settings`` set them: threshold 0.5, no zoom, no
+    optical flow, previous masks dilated as in training (5 px at 480p). The tests below check one mechanism each on top."""
+    return PropagateConfig(**{"threshold": 0.5, "object_zoom": 0.0, "dilate_previous": 5.0, "flow": False, **settings})
 
 
 # --- merging and propagation --------------------------------------------------------------

@@ -21,11 +21,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # a fifth of the default's fine-tuning (most of its time), on crops of the frames
     "fast": {"finetune": {"steps": 20, "batch_size": 2, "width": 240}},
     "default": {},
-    # the DAVIS 2016 benchmark's online pipeline: long fine-tuning on crops, optical-flow warping,
-    # mirrored frames averaged in, and the motion stream
+    # the DAVIS 2016 benchmark's online pipeline: long fine-tuning on crops, mirrored frames averaged in,
+    # and the motion stream
     "best": {
         "finetune": {"steps": 400, "batch_size": 2, "width": 240},
-        "propagate": {"flow": True, "flip": True},
+        "propagate": {"flip": True},
         "motion": {"weight": 0.3, "steps": 100},
     },
 }

@@ -30,8 +30,9 @@ examples:
   # the DAVIS val split at 240p, one shared network for all objects, overlays, a CodaLab zip; scored when ground truth exists
   masktrack segment --davis data/davis2016 --split val --size 240 --finetune-mode shared --overlay --zip --out runs/davis-val
 
-  # optical-flow warping of the previous masks (the paper's) and mirrored-frame averaging: slower, more accurate
-  masktrack segment clip.mp4 --mask first.png --flow --flip --out runs/clip-flow
+  # mirrored-frame averaging (slower, more accurate); without the optical-flow warping of the previous masks
+  masktrack segment clip.mp4 --mask first.png --flip --out runs/clip-flip
+  masktrack segment clip.mp4 --mask first.png --no-flow --out runs/clip-no-flow
 
   # without zooming into small objects, and fine-tuning twice as long
   masktrack segment clip.mp4 --mask first.png --no-zoom --finetune-steps 200 --out runs/clip-long
@@ -79,8 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, metavar="H", help="network input height (frames are resized; masks come back at frame size)")
     parser.add_argument("--flip", action="store_true",
                         help="also segment each frame mirrored and average the two (test-time augmentation; propagation about 1.7x slower)")
-    parser.add_argument("--flow", action="store_true",
-                        help="warp each previous mask along optical flow (OpenCV DIS) before the network sees it, as MaskTrack does")
+    parser.add_argument("--flow", action=argparse.BooleanOptionalAction, default=None,
+                        help="warp each previous mask along optical flow (OpenCV DIS) before the network sees it, as MaskTrack "
+                        "does (on by default)")
     parser.add_argument("--amp", action="store_true",
                         help="run the network in bf16 autocast while fine-tuning and propagating: faster on GPUs and on CPUs with native "
                         "bf16 instructions (AVX512-BF16, AMX), possibly slower elsewhere (docs/segmentation.md)")
@@ -110,9 +112,10 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         if args.size < 16:
             raise InputError(f"--size must be at least 16 pixels, got {args.size}")
         finetune["size"] = propagate["size"] = args.size
-    for flag in ("flip", "flow"):
-        if getattr(args, flag):
-            propagate[flag] = True
+    if args.flip:
+        propagate["flip"] = True
+    if args.flow is not None:
+        propagate["flow"] = args.flow
     if args.amp:
         finetune["amp"] = propagate["amp"] = True
     if not args.zoom:

@@ -75,7 +75,7 @@ class PropagateConfig:
     redetect_min_area: float = 0.001  # ... over at least this fraction of the frame
     dilate_previous: float | None = None  # disk radius (px at 480p) of the previous masks; None: DILATION_FACTOR x the training's
     flip: bool = False  # also run the mirrored frame and average the probabilities (test-time augmentation, 2x compute)
-    flow: bool = False  # warp the previous masks along optical flow (OpenCV DIS) before the network sees them
+    flow: bool = True  # warp the previous masks along optical flow (OpenCV DIS) before the network sees them, as MaskTrack does
     flow_preset: str = "medium"  # DIS preset: ultrafast, fast or medium
     object_zoom: float = 0.6  # zoom each small object's view until its previous box spans this fraction (0: whole frame)
     max_zoom: float = 3.0  # ... by at most this factor
