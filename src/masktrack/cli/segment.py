@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-mode", choices=("shared", "per_object"), help="one network per object (default) or one for all objects (cheaper for many objects)")
     parser.add_argument("--size", type=int, metavar="H", help="network input height (frames are resized; masks come back at frame size)")
     parser.add_argument("--flip", action="store_true",
-                        help="also segment each frame mirrored and average the two (test-time augmentation; propagation about 1.7x slower)")
+                        help="also segment each frame mirrored and average the two (test-time augmentation; about twice the propagation's compute)")
     parser.add_argument("--flow", action=argparse.BooleanOptionalAction, default=None,
                         help="warp each previous mask along optical flow (OpenCV DIS) before the network sees it, as MaskTrack "
                         "does (on by default)")

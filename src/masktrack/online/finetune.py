@@ -10,9 +10,8 @@ rough mask of them. Two modes:
 - ``shared``: one copy trained on all objects at once (each batch mixes objects); cost does not
   depend on the number of objects, and propagation batches all objects in one forward pass.
 
-Per-object is the default because it is more accurate where objects are several (synthetic
-multi-object videos: J&F 0.949 vs 0.867, docs/segmentation.md); ``shared`` is the cheap choice
-for videos with many objects.
+Per-object is the default because it is more accurate where objects are several (docs/ablations.md);
+``shared`` is the cheap choice for videos with many objects.
 """
 
 from __future__ import annotations
