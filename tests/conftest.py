@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from masktrack.data.synth import generate_dataset
+from masktrack.model import ModelConfig, build_model, save_checkpoint
 
 SYNTHETIC_DAVIS = {"num_videos": 4, "num_frames": 12, "size": (96, 128), "seed": 0}
 
@@ -21,3 +23,12 @@ def synthetic_davis(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     return generate_dataset(tmp_path_factory.mktemp("synthetic_davis"), **SYNTHETIC_DAVIS)
 
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random MaskTrackNet checkpoint, for tests of plumbing rather than accuracy."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_checkpoint(path, build_model(ModelConfig(output_stride=16, head_channels=16)))
+    return path

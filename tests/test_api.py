@@ -17,7 +17,6 @@ from masktrack.cli import main
 from masktrack.data.masks import read_mask, write_mask
 from masktrack.data.synth import generate_video
 from masktrack.errors import InputError
-from masktrack.model import ModelConfig, build_model, save_checkpoint
 
 FEW_STEPS = {"finetune": {"steps": 2}, "motion": {"steps": 2}}  # plumbing, not accuracy
 
@@ -28,14 +27,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_checkpoint(path, build_model(ModelConfig(output_stride=16, head_channels=16)))
-    return path
 
 
 @pytest.fixture(scope="module")

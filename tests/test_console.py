@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -19,20 +18,9 @@ from masktrack.data.masks import write_mask
 from masktrack.data.sources import first_appearances, open_frame_folder
 from masktrack.data.synth import generate_video
 from masktrack.errors import InputError
-from masktrack.model.checkpoint import save_checkpoint
-from masktrack.model.network import ModelConfig, build_model
 from masktrack.train import TrainConfig, train
 
 FRAMES, SIZE = 5, (48, 64)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random parent (the tests check console output, not accuracy)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_checkpoint(path, build_model(ModelConfig(output_stride=16, head_channels=16)))
-    return path
 
 
 @pytest.fixture(scope="module")

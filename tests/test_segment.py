@@ -495,15 +495,6 @@ def test_sequence_writer_layout_zip_and_timings(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random MaskTrackNet checkpoint (the CLI tests check plumbing, not accuracy)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_checkpoint(path, build_model(ModelConfig(output_stride=16, head_channels=16)))
-    return path
-
-
-@pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A 6-frame 48x64 frame folder with two objects, and its first-frame mask."""
     root = tmp_path_factory.mktemp("clip")
