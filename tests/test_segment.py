@@ -550,8 +550,8 @@ def test_a_preset_then_a_settings_file_then_flags_set_the_settings_key_by_key(tm
     assert segment(clip[0], "--mask", clip[1], "--weights", weights, "--out", out, "--preset", "fast", "--config", settings,
                    "--finetune-steps", 1, "--no-report") == 0
     recorded = SegmentConfig.from_dict(yaml.safe_load((out / "config.yaml").read_text()))
-    assert (recorded.finetune.steps, recorded.finetune.batch_size, recorded.finetune.width) == (1, 1, None)
-    assert (recorded.propagate.threshold, recorded.propagate.flow, recorded.motion.weight) == (0.5, False, 0.0)
+    assert (recorded.finetune.steps, recorded.finetune.batch_size, recorded.finetune.width) == (1, 1, 240)  # fast's crops
+    assert (recorded.propagate.threshold, recorded.propagate.flow, recorded.motion.weight) == (0.5, True, 0.0)  # flow: on by default
 
 
 def test_a_parent_trained_on_undilated_masks_propagates_undilated_ones() -> None:

@@ -14,7 +14,7 @@ examples:
   # a video file and the mask of its first frame (palette, binary or colour-coded PNG), with the shipped model
   masktrack segment clip.mp4 --mask first.png --out runs/clip --overlay clip-overlay.mp4
 
-  # the most accurate preset (longer fine-tuning, optical flow, mirrored frames, the motion stream), or the fastest
+  # the most accurate preset (longer fine-tuning, mirrored frames, the motion stream), or the fastest
   masktrack segment clip.mp4 --mask first.png --preset best --out runs/clip-best
   masktrack segment clip.mp4 --mask first.png --preset fast --out runs/clip-fast
 
