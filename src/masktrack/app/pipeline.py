@@ -20,12 +20,14 @@ BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}" 
 
 
 def segment_sequence(predictor: Predictor, sequence: Sequence, run_dir: Path, overlay: bool = False,
-                     save_probabilities: bool = False, progress: bool | tqdm = True) -> SequenceTiming:
+                     save_probabilities: bool = False, progress: bool | tqdm = True,
+                     appearances: Mapping[int, np.ndarray] | None = None) -> SequenceTiming:
     """Fine-tune ``predictor``'s parents on ``sequence``'s given masks, propagate, write ``run_dir/<name>/``.
 
     ``progress``: True shows this sequence's bar, False none; a bar from :func:`progress_bar` (a run's) is advanced.
+    ``appearances``: the sequence's first appearances when already read.
     """
-    appearances = first_appearances(sequence, first_frame_only=False)
+    appearances = first_appearances(sequence, first_frame_only=False) if appearances is None else appearances
     own = progress is True
     bar = progress_bar(predictor, [(sequence, appearances)]) if own else None if progress is False else progress
     with bar if own else nullcontext():
@@ -49,11 +51,11 @@ def segment_sequence(predictor: Predictor, sequence: Sequence, run_dir: Path, ov
 def segment_sequences(predictor: Predictor, sequences: Iterable[Sequence], run_dir: Path, overlay: bool = False,
                       save_probabilities: bool = False, progress: bool = True) -> dict[str, SequenceTiming]:
     """:func:`segment_sequence` each of ``sequences`` in turn, under one progress bar for them all; their timings."""
-    sequences = list(sequences)
-    bar = progress_bar(predictor, [(sequence, first_appearances(sequence)) for sequence in sequences]) if progress else None
+    given = [(sequence, first_appearances(sequence)) for sequence in sequences]  # each sequence's masks read once
+    bar = progress_bar(predictor, given) if progress else None
     with bar if bar is not None else nullcontext():
         return {sequence.name: segment_sequence(predictor, sequence, run_dir, overlay, save_probabilities,
-                                                False if bar is None else bar) for sequence in sequences}
+                                                False if bar is None else bar, appearances) for sequence, appearances in given}
 
 
 def progress_bar(predictor: Predictor, sequences: Iterable[tuple[Sequence, Mapping[int, np.ndarray]]]) -> tqdm:
