@@ -8,7 +8,6 @@ import logging
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,13 +41,7 @@ from masktrack.propagate.propagate import PropagateConfig, merge_probabilities, 
 from masktrack.propagate.zoom import crop_views, object_view
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One CPU thread: these small models run faster so on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ChannelNet(nn.Module):

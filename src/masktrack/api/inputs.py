@@ -60,19 +60,23 @@ def open_video(video: Video, masks: Mapping[int, MaskInput] | MaskInput) -> tupl
     masks = dict(masks) if isinstance(masks, Mapping) else {0: masks}
     if not masks:
         raise InputError("no masks: give the first frame's mask, e.g. masks={0: 'first.png'}")
-    if isinstance(video, (str, Path)):
-        sequences = open_input(Path(video), [])
-        if len(sequences) != 1:
-            raise InputError(f"{video}: holds {len(sequences)} sequences; give one video or frame folder")
-        sequence = sequences[0]
-    else:
-        sequence = FrameStream(video, max(masks) + 2)
+    sequence = open_file(video) if isinstance(video, (str, Path)) else FrameStream(video, max(masks) + 2)
     labels = {index: frame_mask(sequence, index, mask) for index, mask in sorted(masks.items())}
     return sequence, first_objects(labels)
 
 
+def open_file(video: str | Path) -> Sequence:
+    """The one sequence of a video file or frame folder."""
+    sequences = open_input(Path(video), [])
+    if len(sequences) != 1:
+        raise InputError(f"{video}: holds {len(sequences)} sequences; give one video or frame folder")
+    return sequences[0]
+
+
 def frame_mask(sequence: Sequence, index: int, mask: MaskInput) -> np.ndarray:
     """The label mask given for frame ``index`` of ``sequence`` at its frame size."""
+    if isinstance(index, np.integer):
+        index = int(index)
     if not isinstance(index, int) or not 0 <= index < len(sequence):
         raise InputError(f"masks: frame index {index!r} is not a frame of {sequence.name}")
     if isinstance(mask, (str, Path)):

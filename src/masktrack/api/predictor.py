@@ -4,6 +4,9 @@
     predictor = masktrack.Predictor()                  # the shipped model, preset "default"
     for index, labels in predictor.segment("clip.mp4", masks={0: "first.png"}):
         ...                                            # labels: (H, W) uint8, ids as in the mask
+
+    first = predictor.propose(frame, [masktrack.ObjectPrompt(1, box=(x, y, w, h))])   # a first mask from a box
+    session = predictor.session("clip.mp4")            # corrections that re-propagate (masktrack.api.session)
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torch import nn
 from masktrack.api.config import SegmentConfig, segment_config
 from masktrack.api.inputs import MaskInput, Video, check_frame, open_video
 from masktrack.api.parents import for_parent, load_parents
+from masktrack.api.session import Session
 from masktrack.data.masks import read_mask
 from masktrack.data.sources import Sequence
 from masktrack.devices import choose_device
@@ -28,6 +32,7 @@ from masktrack.model.inputs import processing_size
 from masktrack.model.precision import require_bf16
 from masktrack.online.finetune import StepCallback, finetune_parents, training_steps
 from masktrack.propagate.motion import annotated_motion_image, motion_image_between
+from masktrack.prompt import ObjectPrompt, ProposalConfig, propose_mask
 from masktrack.propagate.propagate import FrameResult, Propagator
 
 Networks = dict[int, nn.Module]
@@ -95,6 +100,17 @@ class Predictor:
         propagator = Propagator(models, self.config.propagate, self.device, motion, self.config.motion.weight)
         for index, image in enumerate(sequence.frames()):
             yield propagator.step(image, appearances.get(index))
+
+    def propose(self, frame: np.ndarray, prompts: SequenceOf[ObjectPrompt]) -> np.ndarray:
+        """A first mask from prompts: ``(H, W)`` uint8 labels of ``frame`` (``(H, W, 3)`` uint8 RGB), one object per
+        :class:`~masktrack.prompt.ObjectPrompt` (a box and/or clicks), ids as the prompts say."""
+        frame = check_frame(frame, 0)
+        return propose_mask(self.parents[0], frame, prompts, self.config.propagate.size, ProposalConfig())
+
+    def session(self, video: str | Path) -> Session:
+        """A :class:`~masktrack.api.session.Session` of a video file or frame folder: masks given or corrected on any
+        frame, re-propagated from there."""
+        return Session(self, video)
 
     def tracker(self) -> Tracker:
         """A :class:`Tracker` for frames that arrive one at a time (a camera, a stream)."""

@@ -36,9 +36,11 @@ def open_sequences(
     split: str | None,
     names: list[str] | None,
     allow_truncated: bool = False,
+    need_masks: bool = True,
 ) -> list[Sequence]:
     """The sequences to segment: one input with its masks, or (part of) a dataset split. ``allow_truncated``: keep
-    the frames that decode of a truncated or damaged video file (``masktrack.data.sources.VideoSequence``)."""
+    the frames that decode of a truncated or damaged video file (``masktrack.data.sources.VideoSequence``);
+    ``need_masks``: False when the input's masks come later (proposed from boxes)."""
     if sum(source is not None for source in (input_path, davis, youtube_vos)) != 1:
         raise InputError("give exactly one input: INPUT (with --mask), --davis ROOT or --youtube-vos ROOT")
     if input_path is not None:
@@ -46,9 +48,11 @@ def open_sequences(
             raise InputError("--split and --sequences apply to --davis / --youtube-vos only")
         sequences = open_input(input_path, masks, allow_truncated)
         unmasked = [sequence.name for sequence in sequences if not sequence.annotation_files]
-        if unmasked:
+        if need_masks and unmasked:
             raise InputError(f"{input_path}: no mask for {', '.join(unmasked)}: pass --mask FIRST_FRAME.png (a palette, binary "
-                             "or colour-coded PNG of the objects in the first frame)")
+                             "or colour-coded PNG of the objects in the first frame) or --box X,Y,W,H")
+        if not need_masks and len(sequences) != 1:
+            raise InputError(f"{input_path}: --box gives the objects of one video or frame folder; it holds {len(sequences)}")
         return sequences
     if masks:
         raise InputError("--mask applies to a single INPUT only; dataset splits bring their own masks")

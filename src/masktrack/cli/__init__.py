@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from masktrack import __version__
 from masktrack.errors import InputError
 
-SUBCOMMANDS = ("synth", "deform", "train", "segment", "eval", "report", "demo")
+SUBCOMMANDS = ("synth", "deform", "train", "mask", "segment", "eval", "report", "demo", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:

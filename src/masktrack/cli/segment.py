@@ -14,6 +14,9 @@ examples:
   # a video file and the mask of its first frame (palette, binary or colour-coded PNG), with the shipped model
   masktrack segment clip.mp4 --mask first.png --out runs/clip --overlay clip-overlay.mp4
 
+  # from boxes instead of a mask (x, y, width, height; one object each); an object that appears at frame 40
+  masktrack segment clip.mp4 --box 120,40,200,310 --box 400,80,90,150 --box 40:10,60,80,80 --out runs/clip
+
   # the most accurate preset (longer fine-tuning, mirrored frames, the motion stream), or the fastest
   masktrack segment clip.mp4 --mask first.png --preset best --out runs/clip-best
   masktrack segment clip.mp4 --mask first.png --preset fast --out runs/clip-fast
@@ -64,6 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--mask", action="append", type=Path, default=[], metavar="PNG",
                         help="mask PNG of the objects given at the frame of the same name (repeatable; "
                         "a single mask belongs to the first frame)")
+    source.add_argument("--box", action="append", default=[], metavar="[N:]X,Y,W,H",
+                        help="instead of --mask: an object's box on frame N (default 0), its first mask proposed as "
+                        "`masktrack mask` does (repeat: objects 1, 2, ...)")
+    source.add_argument("--point", action="append", default=[], metavar="[ID:]X,Y[,+|-]",
+                        help="with --box: a click on object ID (default 1), + on it or - not on it (as in `masktrack mask`)")
     parser.add_argument("--allow-truncated", action="store_true",
                         help="segment the frames that decode of a truncated or damaged video file (else it is an error)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder to create")
@@ -124,16 +132,19 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import tempfile
     import time
 
     import torch
 
     from masktrack.api.config import segment_config
     from masktrack.api.predictor import Predictor
+    from masktrack.app.prompts import propose_given_masks
     from masktrack.app.run import RunOutputs, copy_overlay, open_sequences, segment_run
     from masktrack.atomic import check_output_dir, check_output_file
     from masktrack.devices import choose_device, set_threads
     from masktrack.distributed import close_ranks, init_ranks
+    from masktrack.prompt import prompts_by_frame
 
     start = time.perf_counter()
     segment_config(args.preset, args.config, overrides(args))  # bad settings and outputs fail before any work
@@ -141,25 +152,32 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(args.overlay, Path):
         check_output_file(args.overlay)
     device = choose_device(args.device)
+    prompts = prompts_by_frame(args.box, args.point) if args.box or args.point else None
+    if prompts is not None and (args.input is None or args.mask):
+        raise InputError("--box/--point give the objects of a single INPUT, instead of --mask")
     sequences = open_sequences(args.input, args.mask, args.davis, args.youtube_vos, args.split, args.sequences,
-                               args.allow_truncated)
+                               args.allow_truncated, need_masks=prompts is None)
     if isinstance(args.overlay, Path) and len(sequences) != 1:
         raise InputError(f"--overlay {args.overlay}: a file name needs a single input; without one a split writes OUT/overlays/<seq>.mp4")
     ranks = init_ranks(device)
+    given_folder = tempfile.TemporaryDirectory(prefix="masktrack-given-")  # the masks proposed from --box
     try:
         if device.startswith("cuda") and ranks.world_size > 1:
             device = f"cuda:{torch.cuda.current_device()}"
         set_threads(args.threads, ranks.world_size, device)
         predictor = Predictor(args.weights, args.preset, device, config=args.config, progress=not args.quiet, **overrides(args))
+        if prompts is not None:
+            propose_given_masks(predictor, sequences[0], prompts, Path(given_folder.name))
         outputs = RunOutputs(bool(args.overlay), args.save_probabilities, args.zip, not args.no_report)
         segment_run(predictor, sequences, args.out, vars(args), outputs, args.overwrite, ranks, args.davis,
                     progress=not args.quiet, start=start)
         if ranks.is_main and isinstance(args.overlay, Path):
             copy_overlay(args.out / "overlays" / f"{sequences[0].name}.mp4", args.overlay)
+        if ranks.is_main and not args.quiet:
+            print(summary(args, sequences, time.perf_counter() - start))
     finally:
         close_ranks(ranks)
-    if ranks.is_main and not args.quiet:
-        print(summary(args, sequences, time.perf_counter() - start))
+        given_folder.cleanup()
     return 0
 
 
