@@ -47,18 +47,32 @@ def box_text(mask: np.ndarray) -> str:
     return f"{xs.min()},{ys.min()},{xs.max() - xs.min() + 1},{ys.max() - ys.min() + 1}"
 
 
-def proposal_iou(predictor, davis: Path, split: str) -> float:  # noqa: ANN001 - masktrack.Predictor
-    """Mean IoU of the box proposals with the true first masks of ``split``."""
+def proposal_iou(predictor, davis: Path, split: str) -> dict[str, float]:  # noqa: ANN001 - masktrack.Predictor
+    """Mean IoU with the true first masks of ``split``: the box proposals, and their parts alone (the filled box,
+    the network without the salient-object model, the salient-object model inside the box)."""
     from masktrack import ObjectPrompt
+    from masktrack.prompt import propose
+    from masktrack.prompt.saliency import salient_probabilities
 
-    scores = []
+    scores: dict[str, list[float]] = {"proposal": [], "filled box": [], "network alone": [], "U^2-Netp alone": []}
+    config = propose.ProposalConfig()
     for name in sequences(davis, split):
         truth = true_masks(davis, name)[0] > 0
         frame = predictor.session(davis / "JPEGImages" / "240p" / name).read_frame(0)
-        box = tuple(int(value) for value in box_text(truth).split(","))
-        proposal = predictor.propose(frame, [ObjectPrompt(1, box=box)]) == 1
-        scores.append((proposal & truth).sum() / (proposal | truth).sum())
-    return float(np.mean(scores))
+        prompt = ObjectPrompt(1, box=tuple(int(value) for value in box_text(truth).split(",")))
+        x0, y0, x1, y1 = box = prompt.frame_box(truth.shape)
+        inside = np.zeros_like(truth)
+        inside[y0:y1 + 1, x0:x1 + 1] = True
+        with_saliency = propose.salient_probabilities
+        propose.salient_probabilities = lambda *_: None
+        network, _ = propose.object_probabilities(predictor.parents[0], frame, prompt, predictor.config.propagate.size, config)
+        propose.salient_probabilities = with_saliency
+        masks = {"proposal": predictor.propose(frame, [prompt]) == 1, "filled box": inside,
+                 "network alone": network > config.threshold,
+                 "U^2-Netp alone": (salient_probabilities(frame, box, config.saliency_margin) > config.threshold) & inside}
+        for part, mask in masks.items():
+            scores[part].append((mask & truth).sum() / (mask | truth).sum())
+    return {part: float(np.mean(values)) for part, values in scores.items()}
 
 
 def segment_from_boxes(davis: Path, out: Path, preset: str) -> str:
@@ -119,7 +133,8 @@ def main() -> None:
     predictor = masktrack.Predictor(preset=args.preset, device="cpu")
     if "proposal" in args.measure:
         for split in args.splits:
-            print(f"| box proposal, first frames of {split} | mean IoU {proposal_iou(predictor, args.davis, split):.3f} |", flush=True)
+            for part, iou in proposal_iou(predictor, args.davis, split).items():
+                print(f"| {part}, first frames of {split} | mean IoU {iou:.3f} |", flush=True)
     if "box" in args.measure:
         print(segment_from_boxes(args.davis, args.out, args.preset), flush=True)
     if "corrections" in args.measure:
