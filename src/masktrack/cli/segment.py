@@ -100,6 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write OUT/overlays/<seq>.mp4 (and, for a single input, a copy at FILE if given)")
     parser.add_argument("--zip", action="store_true", help="write OUT/submission.zip with <seq>/<frame>.png entries")
     parser.add_argument("--save-probabilities", action="store_true", help="write per-object probabilities (uint8 npz per frame)")
+    parser.add_argument("--runtime", choices=("auto", "torch", "onnxruntime", "openvino"),
+                        help="what runs the networks while propagating (default auto: OpenVINO if installed, else ONNX Runtime, on a CPU; PyTorch on a GPU)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores, shared by torchrun processes)")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
@@ -126,6 +128,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         propagate["flow"] = args.flow
     if args.amp:
         finetune["amp"] = propagate["amp"] = True
+    if args.runtime is not None:
+        propagate["runtime"] = args.runtime
     if not args.zoom:
         finetune["object_zoom"] = propagate["object_zoom"] = 0.0
     return {key: value for key, value in (("finetune", finetune), ("propagate", propagate)) if value}

@@ -54,6 +54,7 @@ from masktrack.augment.deform import REFERENCE_HEIGHT, DeformConfig, dilate_disk
 from masktrack.errors import InputError
 from masktrack.model.inputs import image_tensor, mask_tensor, processing_size
 from masktrack.model.precision import bf16_autocast
+from masktrack.model.runtime import RUNTIMES, for_runtime, resolve_runtime
 from masktrack.propagate.crf import CRFConfig, refine
 from masktrack.propagate.flow import PRESETS as FLOW_PRESETS
 from masktrack.propagate.flow import StreamFlow, gray_frame, warp_masks
@@ -82,8 +83,11 @@ class PropagateConfig:
     threshold: float = 0.4  # a pixel is an object's where its probability exceeds this (merge rule above)
     crf: CRFConfig | None = None  # refine each frame's probabilities with a local dense CRF (masktrack.propagate.crf)
     amp: bool = False  # forward passes in bf16 autocast (masktrack.model.precision: faster where bf16 is native)
+    runtime: str = "auto"  # what runs the networks: torch, onnxruntime, openvino; auto: the fastest installed (masktrack.model.runtime)
 
     def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if not 0.0 <= self.object_zoom <= 1.0 or self.max_zoom < 1.0:
             raise ValueError(f"object_zoom must be in [0, 1] and max_zoom >= 1, got {self.object_zoom}, {self.max_zoom}")
         if not 0.0 < self.threshold < 1.0:
@@ -114,10 +118,13 @@ def merge_probabilities(probabilities: torch.Tensor, ids: list[int], threshold: 
         raise ValueError(f"{len(ids)} ids for {probabilities.shape[0]} probability maps")
     if not ids:
         return torch.zeros(probabilities.shape[1:], dtype=torch.uint8, device=probabilities.device)
-    background = torch.full_like(probabilities[:1], threshold)
-    winner = torch.cat([background, probabilities]).argmax(dim=0)
-    lookup = torch.tensor([0, *ids], dtype=torch.uint8, device=probabilities.device)
-    return lookup[winner]
+    best = torch.full_like(probabilities[0], threshold)
+    winner = torch.zeros(probabilities.shape[1:], dtype=torch.uint8, device=probabilities.device)
+    for object_id, probability in zip(ids, probabilities):  # strictly greater: ties go to the lower index
+        better = probability > best
+        best = torch.where(better, probability, best)
+        winner.masked_fill_(better, object_id)
+    return winner
 
 
 def suppress_unconfident(probabilities: torch.Tensor, confidence: float, min_area: float) -> torch.Tensor:
@@ -235,6 +242,7 @@ class Propagator:
         motion_weight: float = 0.0,
     ) -> None:
         self.config, self.device, self.motion_weight = config, device, motion_weight
+        self.runtime = resolve_runtime(config.runtime, str(device), config.amp)
         self.models: dict[int, nn.Module] = {}
         self.motion_models: dict[int, nn.Module] | None = {} if motion_weight > 0 else None
         self.add_objects(models, motion_models)
@@ -248,13 +256,11 @@ class Propagator:
 
     def add_objects(self, models: Mapping[int, nn.Module], motion_models: Mapping[int, nn.Module] | None = None) -> None:
         """Networks (and motion networks, when the motion stream is on) for objects given from now on."""
-        for model in [*models.values(), *(motion_models or {}).values()]:
-            model.eval()
-        self.models.update(models)
+        if motion_models and self.motion_models is None:
+            raise ValueError("motion networks given with motion_weight 0")
+        self.models.update(for_runtime(models, self.runtime))
         if motion_models:
-            if self.motion_models is None:
-                raise ValueError("motion networks given with motion_weight 0")
-            self.motion_models.update(motion_models)
+            self.motion_models.update(for_runtime(motion_models, self.runtime))
 
     @torch.inference_mode()
     def step(self, image: np.ndarray, given: np.ndarray | None = None) -> FrameResult:
