@@ -17,8 +17,8 @@
   synthetic 1-object videos of 150 and 2400 frames, and their ratio (target: within 10%).
 
 Times are wall-clock medians over ``--rounds`` rounds, the compared variants run in turn within each round.
-OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``) in the commands, and in this process unless the
-environment sets the policy: spinning threads slow everything down on a busy machine.
+Everything runs in the environment it is given, as a user's command would (``OMP_WAIT_POLICY`` unset: OpenMP
+threads spin before they sleep, which suits an otherwise idle machine).
 
     .venv/bin/python benchmarks/cpu_speed.py
     .venv/bin/python benchmarks/cpu_speed.py --measure runtimes objects --rounds 3
@@ -46,21 +46,19 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP threads
+import numpy as np
+import torch
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from masktrack.api.config import SegmentConfig, segment_config  # noqa: E402
-from masktrack.api.parents import for_parent, load_parents  # noqa: E402
-from masktrack.data.masks import object_ids, write_mask  # noqa: E402
-from masktrack.data.synth import SyntheticVideo, generate_video  # noqa: E402
-from masktrack.evaluate.metrics import frame_scores  # noqa: E402
-from masktrack.model.inputs import image_tensor, mask_tensor, processing_size  # noqa: E402
-from masktrack.model.runtime import installed  # noqa: E402
-from masktrack.online.finetune import finetune  # noqa: E402
-from masktrack.propagate.propagate import PropagateConfig, Propagator  # noqa: E402
+from masktrack.api.config import SegmentConfig, segment_config
+from masktrack.api.parents import for_parent, load_parents
+from masktrack.data.masks import object_ids, write_mask
+from masktrack.data.synth import SyntheticVideo, generate_video
+from masktrack.evaluate.metrics import frame_scores
+from masktrack.model.inputs import image_tensor, mask_tensor, processing_size
+from masktrack.model.runtime import installed
+from masktrack.online.finetune import finetune
+from masktrack.propagate.propagate import PropagateConfig, Propagator
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURES = ("command", "runtimes", "objects", "finetune", "memory")
@@ -201,14 +199,14 @@ def synthetic_clip(video: SyntheticVideo, folder: Path) -> Clip:
 
 
 def command_env(src: Path) -> dict[str, str]:
-    """The commands' environment: ``src`` first on the import path, OpenMP threads waiting passively."""
-    return {**os.environ, "PYTHONPATH": str(src), "OMP_WAIT_POLICY": "PASSIVE"}
+    """The commands' environment: this one, with ``src`` first on the import path."""
+    return {**os.environ, "PYTHONPATH": str(src)}
 
 
 def segment_command(clip: Clip, out: Path, args: argparse.Namespace, extra: tuple[str, ...] = ()) -> list[str]:
     """The user's ``masktrack segment`` command line on ``clip``, writing ``out``."""
     command = [sys.executable, "-m", "masktrack", "segment", str(clip.folder), "--mask", str(clip.mask), "--out", str(out),
-               "--quiet", "--no-report", "--overwrite", "--device", "cpu", "--threads", str(args.threads)]
+               "--quiet", "--overwrite", "--device", "cpu", "--threads", str(args.threads)]
     if args.finetune_steps is not None:
         command += ["--finetune-steps", str(args.finetune_steps)]
     return command + list(extra)
@@ -326,20 +324,26 @@ def objects_pass(parent: torch.nn.Module, config: SegmentConfig, video: Syntheti
 
 
 def measure_objects(args: argparse.Namespace) -> None:
-    """Table: fine-tuning and propagation seconds with 1 and 3 objects, and time(3)/time(1) against the target."""
+    """Table: fine-tuning and propagation seconds with 1 and 3 objects, and time(3)/time(1) against the target, for
+    one network per object (the default) and one shared network."""
     parent, config = shipped_parent()
     config = with_steps(config, args.finetune_steps)
     warm_up(parent, config.propagate, [config.propagate.runtime])
     videos = {count: object_video(count, args.synthetic_frames) for count in (1, 3)}
-    result = round_robin({str(count): functools.partial(objects_pass, parent, config, video) for count, video in videos.items()},
-                         args.rounds)
+    modes = {mode: replace(config, finetune=replace(config.finetune, mode=mode)) for mode in ("per_object", "shared")}
+    result = round_robin({f"{mode} {count}": functools.partial(objects_pass, parent, modes[mode], video)
+                          for mode in modes for count, video in videos.items()}, args.rounds)
     keys = ("finetune", "conversion", "steps", "propagation")
-    rows = [[f"{count} object{'s' * (count > 1)}", *(f"{result[str(count)][key]:.2f}" for key in keys), ""] for count in videos]
-    rows.append(["3 objects / 1 object", *(f"{result['3'][key] / result['1'][key]:.2f}" for key in keys), "2.00"])
+    rows = []
+    for mode in modes:
+        rows += [[mode, f"{count} object{'s' * (count > 1)}", *(f"{result[f'{mode} {count}'][key]:.2f}" for key in keys), ""]
+                 for count in videos]
+        rows.append([mode, "3 objects / 1 object", *(f"{result[f'{mode} 3'][key] / result[f'{mode} 1'][key]:.2f}"
+                                                     for key in keys), "2.00"])
     print_table(f"Many objects: synthetic {SIZE[1]}x{SIZE[0]}, {args.synthetic_frames} frames, "
-                f"{config.finetune.mode} fine-tuning, runtime {result['1']['runtime']}",
-                ["objects", "fine-tuning (s)", "conversion (s)", "steps (s)", "propagation incl. conversion (s)",
-                 "target ratio"], rows)
+                f"runtime {result['per_object 1']['runtime']}",
+                ["fine-tuning mode", "objects", "fine-tuning (s)", "conversion (s)", "steps (s)",
+                 "propagation incl. conversion (s)", "target ratio"], rows)
 
 
 def finetune_pass(parent: torch.nn.Module, config: SegmentConfig, image: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -395,7 +399,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     runtimes = ", ".join(runtime for runtime in RUNTIMES if installed(runtime))
     print(f"{date.today()}, {cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, {args.threads} threads, "
-          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, runtimes installed: {runtimes}, {args.rounds} round(s), "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, runtimes installed: {runtimes}, {args.rounds} round(s), "
           f"median wall-clock times", flush=True)
     with tempfile.TemporaryDirectory(prefix="cpu-speed-") as folder:
         tmp = Path(folder)

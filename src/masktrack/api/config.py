@@ -18,13 +18,13 @@ from masktrack.settings import as_mapping, from_dict, load_yaml, merge, plain
 
 # Each preset's overrides of the settings classes' defaults (docs/results.md has their J&F and time).
 PRESETS: dict[str, dict[str, Any]] = {
-    # a fifth of the default's fine-tuning (most of its time)
-    "fast": {"finetune": {"steps": 20, "batch_size": 2}},
+    # a fifth of the default's fine-tuning (most of its time), on crops of the frames
+    "fast": {"finetune": {"steps": 20, "batch_size": 2, "width": 240}},
     "default": {},
-    # the DAVIS 2016 benchmark's online pipeline: long fine-tuning, mirrored frames averaged in, and the motion
-    # stream
+    # the DAVIS 2016 benchmark's online pipeline: long fine-tuning on crops, mirrored frames averaged in,
+    # and the motion stream
     "best": {
-        "finetune": {"steps": 400, "batch_size": 2},
+        "finetune": {"steps": 400, "batch_size": 2, "width": 240},
         "propagate": {"flip": True},
         "motion": {"weight": 0.3, "steps": 100},
     },

@@ -13,6 +13,7 @@ EXAMPLES = """examples:
   masktrack synth data/synth --videos 8 --frames 40 --size 240x320 --seed 3
   masktrack synth data/synth --overwrite              # replace an existing dataset
   masktrack synth data/synth --videos 8 --occlusions  # videos 3 and 7: an object hides behind a pillar
+  masktrack synth data/look --videos 6 --lookalike   # 2-3 identical objects that cross, hide each other and leave
 
 The output has JPEGImages/<H>p/<seq>/*.jpg, Annotations/<H>p/<seq>/*.png (DAVIS palette,
 every frame annotated) and ImageSets/2017/{train,val}.txt (the last quarter is val)."""
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--occlusions", action="store_true",
                         help="in every fourth video (3, 7, ...) one object passes wholly behind a pillar inside the frame")
+    parser.add_argument("--lookalike", action="store_true",
+                        help="2 or 3 objects of the same outline, texture and size per video, whose paths cross "
+                             "(they hide each other); one leaves the frame in videos 2, 5, ...; no --occlusions")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
 
 
@@ -46,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.videos < 1 or args.frames < 2:
         raise InputError(f"{args.out_dir}: need --videos >= 1 and --frames >= 2")
+    if args.lookalike and args.occlusions:
+        raise InputError(f"{args.out_dir}: --lookalike and --occlusions cannot be combined")
     with atomic_output_dir(args.out_dir, overwrite=args.overwrite) as partial:
         generate_dataset(partial, num_videos=args.videos, num_frames=args.frames, size=args.size, seed=args.seed,
-                         occlusions=args.occlusions, progress=True)
+                         occlusions=args.occlusions, lookalike=args.lookalike, progress=True)
     print(f"wrote {args.videos} synthetic video{'s' * (args.videos != 1)} to {args.out_dir}")
     return 0

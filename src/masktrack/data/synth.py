@@ -6,7 +6,10 @@ depth order (an occluded part is not in that object's mask). Odd-numbered videos
 one object that appears mid-video; every third video (index 2, 5, ...) has one object
 that leaves the frame. With ``occlusions``, every fourth video (index 3, 7, ...) has a
 pillar in front of everything, behind which one object passes: it vanishes inside the
-frame for a while and comes back. Everything is deterministic from the seed.
+frame for a while and comes back. With ``lookalike``, the objects of a video share one
+outline, one texture, one size and one spin, and cross each other's paths (see
+``generate_video``): only position and motion tell them apart. Everything is deterministic
+from the seed.
 """
 
 from __future__ import annotations
@@ -27,10 +30,15 @@ _ATTEMPTS = 100
 
 @dataclass(frozen=True)
 class SyntheticVideo:
-    """Frames ``(T, H, W, 3)`` uint8 RGB and label masks ``(T, H, W)`` uint8 (0 = background)."""
+    """Frames ``(T, H, W, 3)`` uint8 RGB and label masks ``(T, H, W)`` uint8 (0 = background).
+
+    ``centres``: ``(T, N, 2)`` float, the centre (x, y) in pixels of object id ``n + 1`` in each
+    frame (whether visible or not), NaN before the object appears.
+    """
 
     frames: np.ndarray
     labels: np.ndarray
+    centres: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ def generate_video(
     appearing: bool = False,
     leaving: bool = False,
     hiding: bool = False,
+    lookalike: bool = False,
 ) -> SyntheticVideo:
     """Render one synthetic video in memory.
 
@@ -79,27 +88,17 @@ def generate_video(
     start moves out of the frame and is gone from the last frame. ``hiding``: one object
     present from the start (not the leaving one) crosses behind a pillar in front of
     everything, wholly hidden for about a fifth of the video, and is back by the end.
+    ``lookalike``: 2 or 3 objects of the same outline, texture, size and spin; two start on
+    opposite sides and swap sides, their centres passing within about a radius of each other,
+    and a third crosses their paths at right angles near the same time; with ``leaving`` one
+    of them leaves the frame after the crossing. Not combined with ``appearing`` or ``hiding``.
     """
-    if num_frames < 2 or num_objects < 1 or min(size) < 32:
-        raise ValueError("need num_frames >= 2, num_objects >= 1 and a size of at least 32x32")
-    if appearing and num_objects < 2:
-        raise ValueError("an appearing object needs at least 2 objects")
-    if hiding and num_objects < 1 + appearing + leaving:
-        raise ValueError("a hiding object must be one that neither appears nor leaves")
+    _check_video_options(num_frames, size, num_objects, appearing, leaving, hiding, lookalike)
     rng = np.random.default_rng(seed)
     height, width = size
     background = _texture(rng, (2 * height, 2 * width), _random_colours(rng, 3, saturation=0.45))
     pan = rng.uniform(0, [width, height], size=(2, 2))
-    for _ in range(_ATTEMPTS):
-        objects = _sample_objects(rng, num_frames, size, num_objects, appearing, leaving)
-        pillar = None
-        if hiding:
-            objects, pillar = _hide_one(rng, objects, size)
-        labels = _render_labels(objects, num_frames, size, pillar)
-        if _plausible(labels, objects, num_frames):
-            break
-    else:
-        raise RuntimeError(f"could not place {num_objects} objects in a {height}x{width} video; try a larger size")
+    objects, pillar, labels = _place_objects(rng, num_frames, size, num_objects, appearing, leaving, hiding, lookalike)
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     noise = np.random.default_rng(rng.integers(2**32))
     for t in range(num_frames):
@@ -108,19 +107,73 @@ def generate_video(
         shift = np.float32([[1, 0, -offset[0]], [0, 1, -offset[1]]])
         canvas = cv2.warpAffine(background, shift, (width, height), flags=cv2.INTER_LINEAR).astype(np.float32)
         for obj in objects:
-            if t < obj.first_frame:
-                continue
-            matrix = _pose(obj, progress)
-            alpha = _alpha(obj, matrix, size).astype(np.float32)[..., None] / 255.0
-            half, unit = obj.texture.shape[0] / 2, 1 / obj.radius
-            to_image = matrix @ np.array([[unit, 0, -half * unit], [0, unit, -half * unit], [0, 0, 1]])
-            pattern = cv2.warpAffine(obj.texture, to_image[:2], (width, height), flags=cv2.INTER_LINEAR)
-            canvas = canvas * (1 - alpha) + pattern.astype(np.float32) * alpha
+            if t >= obj.first_frame:
+                canvas = _paint(canvas, obj, progress, size)
         if pillar is not None:
             canvas[:, pillar.left : pillar.right] = pillar.texture
         canvas += noise.normal(0, 2.0, canvas.shape)
         frames[t] = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
-    return SyntheticVideo(frames=frames, labels=labels)
+    return SyntheticVideo(frames=frames, labels=labels, centres=_centres(objects, num_frames))
+
+
+def _check_video_options(
+    num_frames: int, size: tuple[int, int], num_objects: int, appearing: bool, leaving: bool, hiding: bool, lookalike: bool
+) -> None:
+    if num_frames < 2 or num_objects < 1 or min(size) < 32:
+        raise ValueError("need num_frames >= 2, num_objects >= 1 and a size of at least 32x32")
+    if appearing and num_objects < 2:
+        raise ValueError("an appearing object needs at least 2 objects")
+    if hiding and num_objects < 1 + appearing + leaving:
+        raise ValueError("a hiding object must be one that neither appears nor leaves")
+    if lookalike and not 2 <= num_objects <= 3:
+        raise ValueError(f"lookalike videos have 2 or 3 objects, not {num_objects}")
+    if lookalike and (appearing or hiding):
+        raise ValueError("lookalike videos have no appearing or hiding object")
+
+
+def _place_objects(
+    rng: np.random.Generator,
+    num_frames: int,
+    size: tuple[int, int],
+    num_objects: int,
+    appearing: bool,
+    leaving: bool,
+    hiding: bool,
+    lookalike: bool,
+) -> tuple[list[_Object], _Pillar | None, np.ndarray]:
+    """Objects (back to front), the pillar if any and the label masks of the first plausible draw."""
+    for _ in range(_ATTEMPTS):
+        if lookalike:
+            objects = _sample_lookalikes(rng, size, num_objects, leaving)
+        else:
+            objects = _sample_objects(rng, num_frames, size, num_objects, appearing, leaving)
+        pillar = None
+        if hiding:
+            objects, pillar = _hide_one(rng, objects, size)
+        labels = _render_labels(objects, num_frames, size, pillar)
+        if _plausible(labels, objects, num_frames):
+            return objects, pillar, labels
+    raise RuntimeError(f"could not place {num_objects} objects in a {size[0]}x{size[1]} video; try a larger size")
+
+
+def _paint(canvas: np.ndarray, obj: _Object, progress: float, size: tuple[int, int]) -> np.ndarray:
+    """``canvas`` (float32 RGB) with ``obj`` drawn over it at ``progress`` (0..1) of the video."""
+    height, width = size
+    matrix = _pose(obj, progress)
+    alpha = _alpha(obj, matrix, size).astype(np.float32)[..., None] / 255.0
+    half, unit = obj.texture.shape[0] / 2, 1 / obj.radius
+    to_image = matrix @ np.array([[unit, 0, -half * unit], [0, unit, -half * unit], [0, 0, 1]])
+    pattern = cv2.warpAffine(obj.texture, to_image[:2], (width, height), flags=cv2.INTER_LINEAR)
+    return canvas * (1 - alpha) + pattern.astype(np.float32) * alpha
+
+
+def _centres(objects: list[_Object], num_frames: int) -> np.ndarray:
+    """``(T, N, 2)`` centre of each object (by id) in each frame; NaN before it appears."""
+    centres = np.full((num_frames, len(objects), 2), np.nan)
+    for obj in objects:
+        for t in range(obj.first_frame, num_frames):
+            centres[t, obj.object_id - 1] = _pose(obj, t / (num_frames - 1))[:2, 2]
+    return centres
 
 
 def generate_dataset(
@@ -133,6 +186,7 @@ def generate_dataset(
     progress: bool = False,
     val_fraction: float = 0.25,
     occlusions: bool = False,
+    lookalike: bool = False,
 ) -> Path:
     """Write synthetic videos in the DAVIS 2017 layout under ``root`` and return ``root``.
 
@@ -143,18 +197,22 @@ def generate_dataset(
     there are two or more) form the val split. Video ``i`` is the same whatever
     ``num_videos`` is. ``occlusions``: videos 3, 7, 11, ... have an object that hides
     behind a pillar inside the frame (``generate_video``'s ``hiding``); the others are
-    the same as without it.
+    the same as without it. ``lookalike``: every video has 2 or 3 look-alike objects whose
+    paths cross (``generate_video``'s ``lookalike``), one of which leaves the frame in videos
+    2, 5, 8, ...; no object appears mid-video; not combined with ``occlusions``.
     """
     low, high = objects_per_video
     if num_videos < 1 or not 1 <= low <= high:
         raise ValueError("need num_videos >= 1 and 1 <= min objects <= max objects")
+    if lookalike and (occlusions or low < 2 or high > 3):
+        raise ValueError("lookalike videos have 2 or 3 objects and no pillar (occlusions)")
     root = Path(root)
     resolution = f"{size[0]}p"
     names = [sequence_name(index) for index in range(num_videos)]
     for index in tqdm(range(num_videos), desc="synth", unit="video", disable=not progress):
         rng = np.random.default_rng([seed, index])
         num_objects = int(rng.integers(low, high + 1))
-        appearing, leaving = index % 2 == 1 and num_objects >= 2, index % 3 == 2
+        appearing, leaving = index % 2 == 1 and num_objects >= 2 and not lookalike, index % 3 == 2
         video = generate_video(
             rng.integers(2**63),
             num_frames=num_frames,
@@ -163,14 +221,9 @@ def generate_dataset(
             appearing=appearing,
             leaving=leaving,
             hiding=occlusions and index % 4 == 3 and num_objects >= 1 + appearing + leaving,
+            lookalike=lookalike,
         )
-        image_dir = root / "JPEGImages" / resolution / names[index]
-        mask_dir = root / "Annotations" / resolution / names[index]
-        image_dir.mkdir(parents=True, exist_ok=True)
-        mask_dir.mkdir(parents=True, exist_ok=True)
-        for t, (frame, labels) in enumerate(zip(video.frames, video.labels)):
-            Image.fromarray(frame).save(image_dir / f"{t:05d}.jpg", quality=95)
-            write_mask(mask_dir / f"{t:05d}.png", labels)
+        _write_video(video, root / "JPEGImages" / resolution / names[index], root / "Annotations" / resolution / names[index])
     num_val = max(1, round(num_videos * val_fraction))
     if num_videos >= 2:
         num_val = min(num_val, num_videos - 1)
@@ -179,6 +232,15 @@ def generate_dataset(
     (splits / "train.txt").write_text("".join(f"{name}\n" for name in names[: num_videos - num_val]))
     (splits / "val.txt").write_text("".join(f"{name}\n" for name in names[num_videos - num_val :]))
     return root
+
+
+def _write_video(video: SyntheticVideo, image_dir: Path, mask_dir: Path) -> None:
+    """Frames as JPEGs (quality 95) and labels as DAVIS palette PNGs, named ``00000``..."""
+    image_dir.mkdir(parents=True, exist_ok=True)
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    for t, (frame, labels) in enumerate(zip(video.frames, video.labels)):
+        Image.fromarray(frame).save(image_dir / f"{t:05d}.jpg", quality=95)
+        write_mask(mask_dir / f"{t:05d}.png", labels)
 
 
 def _sample_objects(
@@ -217,6 +279,72 @@ def _sample_objects(
             )
         )
     return [objects[i] for i in rng.permutation(count)]  # drawing order: back to front
+
+
+def _sample_lookalikes(rng: np.random.Generator, size: tuple[int, int], count: int, leaving: bool) -> list[_Object]:
+    """``count`` objects of one outline, texture, size and spin on crossing paths (see ``_crossing_paths``)."""
+    radius = rng.uniform(0.13, 0.17) * min(size)
+    texture_size = int(np.ceil(radius * 2.8))
+    outline = _outline(rng)
+    texture = _texture(rng, (texture_size, texture_size), _random_colours(rng, 2, saturation=0.9), pattern=True)
+    angle = (rng.uniform(0, 2 * np.pi), rng.uniform(-1.0, 1.0))
+    amplitude = rng.uniform(0.04, 0.1)
+    wobble = rng.uniform(-0.05, 0.05, 2) * min(size)  # shared by all: keeps their distances at the crossing
+    paths = _crossing_paths(rng, size, count, radius, leaving)
+    objects = [
+        _Object(outline=outline, texture=texture, radius=radius, start=start, end=end, wobble=wobble, angle=angle,
+                scale=(amplitude, rng.uniform(0, 2 * np.pi)), object_id=index + 1, first_frame=0, leaves=leaves)
+        for index, (start, end, leaves) in enumerate(paths)
+    ]
+    return [objects[i] for i in rng.permutation(count)]  # drawing order: back to front
+
+
+def _crossing_paths(
+    rng: np.random.Generator, size: tuple[int, int], count: int, radius: float, leaving: bool
+) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """(start, end, leaves) of 2-3 straight paths through one meeting point.
+
+    Objects 1 and 2 head in opposite directions (mostly along the frame's longer side) and pass the
+    meeting point at the same time, 0.4-0.9 radius apart across their paths; object 3 crosses
+    at right angles a little earlier or later. A leaving object (one of 1 and 2) heads out of the
+    frame; the crossing comes early enough for it to start inside the frame.
+    """
+    height, width = size
+    frame = np.array([width, height], dtype=float)
+    heading = rng.uniform(-0.4, 0.4) + (0.0 if width >= height else np.pi / 2) + np.pi * rng.integers(2)
+    meeting = frame / 2 + rng.uniform(-0.12, 0.12, 2) * frame
+    across = np.array([-np.sin(heading), np.cos(heading)]) * rng.uniform(0.2, 0.45) * radius
+    headings = [heading, heading + np.pi + rng.uniform(-0.25, 0.25), heading + np.pi / 2 * rng.choice([-1, 1])]
+    middles = [meeting + across, meeting - across, meeting + _unit(heading) * rng.uniform(-0.3, 0.3) * radius]
+    leaver = int(rng.integers(2)) if leaving else -1
+    inner = (np.full(2, 0.8 * radius), frame - 0.8 * radius)  # centres in here keep most of the object in view
+    outer = (np.full(2, -1.3 * radius), frame + 1.3 * radius)  # centres out here put all of it out of view
+    crossing = rng.uniform(0.4, 0.6)
+    if leaving:
+        back = _reach(middles[leaver], -_unit(headings[leaver]), *inner)
+        ahead = _reach(middles[leaver], _unit(headings[leaver]), *outer)
+        crossing = min(crossing, 0.95 * back / (back + ahead))
+    times = [crossing, crossing, float(np.clip(crossing + rng.choice([-1, 1]) * rng.uniform(0.06, 0.14), 0.2, 0.8))]
+    paths = []
+    for index in range(count):
+        direction, middle, time = _unit(headings[index]), middles[index], times[index]
+        if index == leaver:
+            travel = _reach(middle, direction, *outer) / (1 - time)
+        else:
+            travel = min(_reach(middle, -direction, *inner) / time, _reach(middle, direction, *inner) / (1 - time))
+            travel *= rng.uniform(0.85, 1.0)
+        paths.append((middle - direction * travel * time, middle + direction * travel * (1 - time), index == leaver))
+    return paths
+
+
+def _unit(angle: float) -> np.ndarray:
+    return np.array([np.cos(angle), np.sin(angle)])
+
+
+def _reach(point: np.ndarray, direction: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
+    """How far ``point`` may go along ``direction`` before it leaves the box ``low..high`` (0 if outside)."""
+    limits = [((high if step > 0 else low)[axis] - point[axis]) / step for axis, step in enumerate(direction) if abs(step) > 1e-9]
+    return max(0.0, min(limits))
 
 
 def _hide_one(rng: np.random.Generator, objects: list[_Object], size: tuple[int, int]) -> tuple[list[_Object], _Pillar]:

@@ -44,7 +44,7 @@ class FinetuneConfig:
     batch_size: int = 4
     mode: str = "per_object"
     size: int | None = None  # training sample height (the propagation size); None: the parent's training height
-    width: int | None = 240  # training crops this wide (at most the frame's width); None: whole frames, as propagated
+    width: int | None = None  # training crops this wide (at most the frame's width); None: whole frames, as propagated
     lovasz_weight: float = 1.0  # loss: cross-entropy plus this times the Lovász hinge (an IoU surrogate)
     object_zoom: float = 0.6  # zoom small objects until their box spans this fraction of the sample (0: off)
     augment: AugmentConfig | None = None  # None: the parent's offline settings (else the defaults)
