@@ -266,3 +266,21 @@ def test_recipes_use_only_their_split() -> None:
         used = {name for recipe in recipes for name in (recipe.host, recipe.guest, recipe.third) if name}
         assert used <= allowed, used - allowed
         assert len({recipe.name for recipe in recipes}) == len(recipes) >= 10
+
+
+def test_eval_cli_counts_identity_switches_of_multi_object_sequences(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    truth = np.zeros((5, 20, 30), dtype=np.uint8)
+    truth[:, 5:15, 2:10], truth[:, 5:15, 18:26] = 1, 2
+    predicted = truth.copy()
+    predicted[2] = np.where(truth[2] == 1, 2, np.where(truth[2] == 2, 1, 0))  # the two objects swapped on frame 2
+    for root, labels in (("gt", truth), ("pred", predicted)):
+        for name in ("pair", "single"):
+            (tmp_path / root / name).mkdir(parents=True)
+        for k, frame in enumerate(labels):
+            write_mask(tmp_path / root / "pair" / f"{k:05d}.png", frame)
+            write_mask(tmp_path / root / "single" / f"{k:05d}.png", (frame == 1).astype(np.uint8))
+    assert main(["eval", str(tmp_path / "gt"), str(tmp_path / "pred")]) == 0
+    out = capsys.readouterr().out
+    assert "Switches" in out and "identity switches: 2 object-frames in 1 multi-object sequences" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("pair_", "single_"))}
+    assert rows["pair_1"][-1] == "1" and rows["pair_2"][-1] == "1" and len(rows["single_1"]) == 3

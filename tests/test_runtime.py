@@ -54,11 +54,12 @@ def test_runtime_computes_the_networks_logits_for_any_batch_and_size(network: to
         assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", ["torch", *RUNTIMES])
 def test_shared_networks_convert_once_and_ensembles_member_by_member(network: torch.nn.Module, runtime: str) -> None:
     ensemble = ProbabilityEnsemble([network, network])
     converted = for_runtime({1: network, 2: network, 3: ensemble}, runtime)
     assert converted[1] is converted[2] and converted[1] is not network
+    assert for_runtime(converted, runtime)[1] is converted[1]  # a converted network is not converted again
     assert isinstance(converted[3], ProbabilityEnsemble) and len(converted[3].members) == 2
     image, mask = torch.rand(1, 3, 32, 48), torch.ones(1, 1, 32, 48)
     with torch.inference_mode():

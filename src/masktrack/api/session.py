@@ -23,6 +23,7 @@ import numpy as np
 
 from masktrack.api.inputs import MaskInput, frame_mask, open_file
 from masktrack.data.masks import object_ids
+from masktrack.model.runtime import for_runtime, resolve_runtime
 from masktrack.online.finetune import StepCallback
 from masktrack.propagate.propagate import Propagator
 
@@ -37,8 +38,10 @@ class Session:
         self.predictor = predictor
         self.sequence = open_file(video)
         self.given: dict[int, np.ndarray] = {}  # frame index -> the labels given there
-        self.networks: Networks = {}
+        self.networks: Networks = {}  # converted for the propagation runtime once, used by every pass
         self.motion: Networks | None = None if predictor.config.motion.weight == 0 else {}
+        propagate = predictor.config.propagate
+        self.runtime = resolve_runtime(propagate.runtime, str(predictor.device), propagate.amp)
         self.start: int | None = None  # the earliest frame given a mask since the last propagation
 
     @property
@@ -78,9 +81,9 @@ class Session:
         new = self.new_objects()
         if new:
             models, motion = self.predictor.finetune(self.sequence, new, on_step)
-            self.networks.update(models)
+            self.networks.update(for_runtime(models, self.runtime))
             if self.motion is not None and motion is not None:
-                self.motion.update(motion)
+                self.motion.update(for_runtime(motion, self.runtime))
         start, self.start = self.start, None
         propagator = None
         for index, image in enumerate(islice(self.sequence.frames(), start, None), start):

@@ -16,7 +16,8 @@ EXAMPLES = """examples:
 GT_DIR and PRED_DIR hold one folder of PNG masks per sequence (palette ids, binary 0/255 =
 object 1, or colour-coded). The objects are the ids of each sequence's first ground-truth
 frame; the first and last frames are not scored, as in the official DAVIS 2017 toolkit, whose
-figures this reproduces. --csv writes global_results.csv and per-sequence_results.csv (the
+figures this reproduces. Where a sequence has several objects, the table also counts each object's
+identity switches: frames where its mask lies mostly on another object. --csv writes global_results.csv and per-sequence_results.csv (the
 toolkit's columns), per-frame_results.json and jf_per_object.png."""
 
 
@@ -53,25 +54,37 @@ def read_sequence_list(path: Path) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from masktrack.atomic import check_output_file
-    from masktrack.evaluate import evaluate_dataset, write_results
+    from masktrack.evaluate import dataset_switches, evaluate_dataset, write_results
     from masktrack.evaluate.evaluator import GLOBAL_CSV
 
     if args.csv:  # before the work: the folder must take the files
         check_output_file(args.csv / GLOBAL_CSV)
     sequences = read_sequence_list(args.sequences) if args.sequences else None
     result = evaluate_dataset(args.gt_dir, args.pred_dir, sequences=sequences, workers=args.workers, progress=True)
-    print(format_table(result))
+    print(format_table(result, dataset_switches(args.gt_dir, args.pred_dir, multi_object_sequences(result))))
     if args.csv:
         write_results(result, args.csv)
         print(f"wrote {args.csv}")
     return 0
 
 
-def format_table(result) -> str:
-    """Per-object J and F means, then the global figures, as aligned text."""
+def multi_object_sequences(result) -> list[str]:
+    """The scored sequences with more than one object (where identities can switch)."""
+    counts: dict[str, int] = {}
+    for obj in result.objects:
+        counts[obj.sequence] = counts.get(obj.sequence, 0) + 1
+    return sorted(name for name, count in counts.items() if count > 1)
+
+
+def format_table(result, switches: dict[str, dict[int, int]] | None = None) -> str:
+    """Per-object J and F means (and identity switches, where given), then the global figures, as aligned text."""
+    switches = switches or {}
     width = max(len("Sequence"), *(len(obj.name) for obj in result.objects))
-    lines = [f"{'Sequence':<{width}}  J-Mean  F-Mean"]
-    lines += [f"{obj.name:<{width}}  {obj.j_statistics.mean:6.3f}  {obj.f_statistics.mean:6.3f}" for obj in result.objects]
+    lines = [f"{'Sequence':<{width}}  J-Mean  F-Mean" + ("  Switches" if switches else "")]
+    for obj in result.objects:
+        count = switches.get(obj.sequence, {}).get(obj.object_id)
+        lines.append(f"{obj.name:<{width}}  {obj.j_statistics.mean:6.3f}  {obj.f_statistics.mean:6.3f}"
+                     + (f"  {count:8d}" if count is not None else ""))
     metrics = result.global_metrics
     lines += ["", "  ".join(f"{name:>8}" for name in metrics), "  ".join(f"{value:8.3f}" for value in metrics.values())]
     sequences = len({obj.sequence for obj in result.objects})
@@ -79,4 +92,7 @@ def format_table(result) -> str:
         f"\nJ&F: {metrics['J&F-Mean']:.3f}  (J {metrics['J-Mean']:.3f}, F {metrics['F-Mean']:.3f}; "
         f"{len(result.objects)} objects in {sequences} sequences)"
     )
+    if switches:
+        total = sum(sum(counts.values()) for counts in switches.values())
+        lines.append(f"identity switches: {total} object-frames in {len(switches)} multi-object sequences")
     return "\n".join(lines)

@@ -63,8 +63,8 @@ def convert(model: nn.Module, runtime: str) -> nn.Module:
     """``model`` (a MaskTrackNet or an ensemble of them) for inference by ``runtime``; other modules as they are."""
     if isinstance(model, ProbabilityEnsemble):
         return ProbabilityEnsemble([convert(member, runtime) for member in model.members]).eval()
-    if not isinstance(model, MaskTrackNet):
-        return model.eval()
+    if not isinstance(model, MaskTrackNet) or (model.inference_only and runtime == "torch"):
+        return model.eval()  # already converted, or not ours to convert
     prepared = prepare_for_inference(model)
     if runtime == "torch":
         return prepared
