@@ -10,6 +10,7 @@ a GPU or with bf16 autocast. PyTorch stays the fallback. Speed and mask agreemen
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from collections.abc import Mapping
@@ -109,7 +110,7 @@ class OpenVinoNetwork(nn.Module):
         super().__init__()
         import openvino
 
-        self.core = openvino.Core()
+        self.core = openvino_core()
         self.model = self.core.read_model(exported, openvino.Tensor(np.empty(0, dtype=np.uint8)))
         self.requests: dict[tuple[int, ...], object] = {}
 
@@ -126,6 +127,14 @@ class OpenVinoNetwork(nn.Module):
                     "INFERENCE_PRECISION_HINT": "f32"}
         self.requests[shape] = self.core.compile_model(model, "CPU", settings).create_infer_request()
         return self.requests[shape]
+
+
+@functools.cache
+def openvino_core() -> object:
+    """The process's one OpenVINO ``Core``: a second one can crash the process (openvinotoolkit/openvino#35338)."""
+    import openvino
+
+    return openvino.Core()
 
 
 def as_array(tensor: torch.Tensor) -> np.ndarray:
