@@ -16,6 +16,7 @@ import numpy as np
 
 from masktrack.data.masks import object_ids, read_mask
 from masktrack.errors import InputError
+from masktrack.evaluate.evaluator import _check_sequence_name, _mask_names
 
 
 def identity_switches(truth: np.ndarray, predicted: np.ndarray, ids: list[int]) -> int:
@@ -79,14 +80,8 @@ def dataset_switches(gt_root: Path, pred_root: Path, sequences: list[str] | None
             raise InputError(f"{root}: folder not found")
     names = sequences if sequences is not None else sorted(p.name for p in gt_root.iterdir() if p.is_dir() and not p.name.startswith("."))
     for name in names:
-        if not name or name in (".", "..") or "/" in name or "\\" in name:
-            raise InputError(f"{name!r}: not a sequence name (a plain folder name is expected)")
+        _check_sequence_name(name)
         if not (pred_root / name).is_dir():
             raise InputError(f"{pred_root / name}: sequence folder not found")
     return {name: sequence_switches(gt_root, pred_root, name) for name in names}
 
-
-def _mask_names(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        raise InputError(f"{folder}: sequence folder not found")
-    return sorted(path.name for path in folder.iterdir() if path.suffix == ".png" and not path.name.startswith("."))
