@@ -92,6 +92,18 @@ def test_merge_rule_background_unless_an_object_exceeds_the_threshold_then_highe
         PropagateConfig(threshold=1.0)
 
 
+def test_a_pixel_two_objects_claim_goes_to_the_one_whose_previous_mask_held_it() -> None:
+    probabilities = torch.tensor([[[0.9, 0.9, 0.8, 0.3]], [[0.8, 0.7, 0.9, 0.45]]])  # objects 1, 2
+    previous = torch.tensor([[[0.0, 0.0, 1.0, 1.0]], [[1.0, 0.0, 0.0, 0.0]]])
+    assert merge_probabilities(probabilities, [1, 2], 0.4).tolist() == [[1, 1, 2, 2]]
+    assert merge_probabilities(probabilities, [1, 2], 0.4, previous, 0.5).tolist() == [[2, 1, 1, 2]]  # never below the threshold
+    assert merge_probabilities(probabilities, [1, 2], 0.4, previous, 0.0).tolist() == [[1, 1, 2, 2]]
+    alone = merge_probabilities(probabilities[1:], [2], 0.4, previous[1:], 2.0)
+    assert torch.equal(alone, merge_probabilities(probabilities[1:], [2], 0.4))  # one object: thresholding, as before
+    with pytest.raises(ValueError, match="previous_bonus"):
+        PropagateConfig(previous_bonus=-1.0)
+
+
 def test_vanished_object_gets_empty_masks_and_returns_only_when_confident() -> None:
     size = (32, 32)
     frames = [square_frame(size, (8, 4 + 5 * t), 8) for t in range(5)]  # moves right

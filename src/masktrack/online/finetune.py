@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from masktrack.augment.deform import DeformConfig, deform_masks
+from masktrack.augment.distractors import DistractorConfig, draw_distractors, paste_distractors
 from masktrack.augment.transforms import AugmentConfig, augment_batch
 from masktrack.model.ensemble import ensemble_per_object
 from masktrack.model.inputs import image_tensor, mask_tensor, processing_size
@@ -45,6 +46,7 @@ class FinetuneConfig:
     mode: str = "per_object"
     size: int | None = None  # training sample height (the propagation size); None: the parent's training height
     width: int | None = None  # training crops this wide (at most the frame's width); None: whole frames, as propagated
+    distractors: float = 0.5  # share of samples with another object of the video pasted over or behind theirs
     lovasz_weight: float = 1.0  # loss: cross-entropy plus this times the Lovász hinge (an IoU surrogate)
     object_zoom: float = 0.6  # zoom small objects until their box spans this fraction of the sample (0: off)
     augment: AugmentConfig | None = None  # None: the parent's offline settings (else the defaults)
@@ -58,6 +60,8 @@ class FinetuneConfig:
             raise ValueError("fine-tuning needs steps >= 0, batch_size >= 1, lr > 0 and lovasz_weight >= 0")
         if self.width is not None and self.width < 16:
             raise ValueError(f"fine-tuning width must be >= 16 or null, got {self.width}")
+        if not 0.0 <= self.distractors <= 1.0:
+            raise ValueError(f"fine-tuning distractors must be in [0, 1], got {self.distractors}")
         if not 0.0 <= self.object_zoom <= 1.0:
             raise ValueError(f"fine-tuning object_zoom must be in [0, 1], got {self.object_zoom}")
 
@@ -109,11 +113,12 @@ def finetune(
     ids, images, masks = object_samples(annotations, config.size, device)
     if config.mode == "per_object":
         return {
-            object_id: _train_copy(model, images[k : k + 1], masks[k : k + 1], config, device, generator, progress,
-                                   f"object {object_id}", on_step)
+            object_id: _train_copy(model, Samples(images[k : k + 1], masks[k : k + 1], _others(images, k), _others(masks, k)),
+                                   config, device, generator, progress, f"object {object_id}", on_step)
             for k, object_id in enumerate(ids)
         }
-    shared = _train_copy(model, images, masks, config, device, generator, progress, f"{len(ids)} object(s)", on_step)
+    samples = Samples(images, masks, images, masks, pool_is_samples=True)
+    shared = _train_copy(model, samples, config, device, generator, progress, f"{len(ids)} object(s)", on_step)
     return dict.fromkeys(ids, shared)
 
 
@@ -136,10 +141,34 @@ def finetune_parents(
                                 for parent in parents])
 
 
+@dataclass
+class Samples:
+    """What one network is fine-tuned on: its objects' frames and masks, and the video's objects that may be pasted
+    into them as distractors (``pool_is_samples``: the pool is the samples themselves, each never its own)."""
+
+    images: torch.Tensor  # (N, 3, h, w)
+    masks: torch.Tensor  # (N, h, w) binary float
+    pool_images: torch.Tensor  # (K, 3, h, w)
+    pool_masks: torch.Tensor  # (K, h, w)
+    pool_is_samples: bool = False
+
+    def batch(self, pick: torch.Tensor, config: FinetuneConfig,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The picked samples, with distractors pasted into a ``config.distractors`` share of them."""
+        images, masks = self.images[pick], self.masks[pick]
+        settings = DistractorConfig(probability=config.distractors)
+        choices = draw_distractors(pick, len(self.pool_masks), pick if self.pool_is_samples else None, settings, generator)
+        return paste_distractors(images, masks, self.pool_images, self.pool_masks, choices, settings, generator)
+
+
+def _others(tensor: torch.Tensor, k: int) -> torch.Tensor:
+    """``tensor`` without its ``k``-th row."""
+    return torch.cat([tensor[:k], tensor[k + 1 :]])
+
+
 def _train_copy(
     parent: nn.Module,
-    images: torch.Tensor,
-    masks: torch.Tensor,
+    samples: Samples,
     config: FinetuneConfig,
     device: torch.device | str,
     generator: torch.Generator | None,
@@ -153,11 +182,12 @@ def _train_copy(
         return model.eval()
     training_mode(model, frozen=batch_norms(model))  # a few-sample batch must not move the statistics
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    images = samples.images
     out_size = (images.shape[-2], min(config.width or images.shape[-1], images.shape[-1]))
     augment, deform = config.sample_augmentation(), config.deform or DeformConfig()
     for _ in tqdm(range(config.steps), desc=f"fine-tune {label}", unit="step", disable=not progress, leave=False):
         pick = torch.randint(len(images), (config.batch_size,), generator=generator).to(images.device)
-        batch_images, batch_masks = augment_batch(images[pick], masks[pick], out_size, augment, generator)
+        batch_images, batch_masks = augment_batch(*samples.batch(pick, config, generator), out_size, augment, generator)
         previous = deform_masks(batch_masks, deform, generator)[:, None].to(batch_images.dtype)
         optimizer.zero_grad(set_to_none=True)
         loss_backward(model, batch_images, previous, batch_masks, config.lovasz_weight, config.amp)

@@ -8,6 +8,11 @@ probabilities are resized to the frame size (bilinear) and merged into one label
     0.4: the networks are conservative at boundaries); otherwise it goes to the object with the highest probability (``argmax`` over
     ``[threshold, p_1, ..., p_K]``, ties to the lowest index, so exactly ``threshold`` stays background).
 
+Where several objects claim a pixel, ``previous_bonus`` favours the one whose previous mask (moved along the
+optical flow) held it: each claimant ranks by its probability plus ``previous_bonus`` times its previous mask
+there. Objects that look alike and cross then keep their own pixels instead of swapping; a single object's
+masks do not change.
+
 Previous masks are dilated by a disk (``dilate_previous``; by default ``DILATION_FACTOR`` times the
 training deformations' radius: 10 px at 480p for the shipped model) so that they look like the rough masks the network was trained on: a
 network trained on dilated masks shrinks an exact one, and would shrink it a little more every frame.
@@ -81,6 +86,7 @@ class PropagateConfig:
     object_zoom: float = 0.6  # zoom each small object's view until its previous box spans this fraction (0: whole frame)
     max_zoom: float = 3.0  # ... by at most this factor
     threshold: float = 0.4  # a pixel is an object's where its probability exceeds this (merge rule above)
+    previous_bonus: float = 0.5  # ... and goes, of several such objects, to the highest probability plus this inside its previous mask
     crf: CRFConfig | None = None  # refine each frame's probabilities with a local dense CRF (masktrack.propagate.crf)
     amp: bool = False  # forward passes in bf16 autocast (masktrack.model.precision: faster where bf16 is native)
     runtime: str = "auto"  # what runs the networks: torch, onnxruntime, openvino; auto: the fastest installed (masktrack.model.runtime)
@@ -90,8 +96,8 @@ class PropagateConfig:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if not 0.0 <= self.object_zoom <= 1.0 or self.max_zoom < 1.0:
             raise ValueError(f"object_zoom must be in [0, 1] and max_zoom >= 1, got {self.object_zoom}, {self.max_zoom}")
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not 0.0 < self.threshold < 1.0 or self.previous_bonus < 0:
+            raise ValueError(f"threshold must be in (0, 1) and previous_bonus >= 0, got {self.threshold}, {self.previous_bonus}")
         if self.flow_preset not in FLOW_PRESETS:
             raise ValueError(f"flow_preset must be one of {', '.join(FLOW_PRESETS)}, got {self.flow_preset!r}")
         for name in ("redetect_confidence", "redetect_confidence_inside"):
@@ -112,17 +118,22 @@ class FrameResult:
 
 
 
-def merge_probabilities(probabilities: torch.Tensor, ids: list[int], threshold: float = BACKGROUND_THRESHOLD) -> torch.Tensor:
-    """Merge ``(K, H, W)`` object probabilities into an ``(H, W)`` uint8 label mask (rule above)."""
+def merge_probabilities(probabilities: torch.Tensor, ids: list[int], threshold: float = BACKGROUND_THRESHOLD,
+                        previous: torch.Tensor | None = None, previous_bonus: float = 0.0) -> torch.Tensor:
+    """Merge ``(K, H, W)`` object probabilities into an ``(H, W)`` uint8 label mask (rule above); ``previous``:
+    the objects' ``(K, H, W)`` previous masks in [0, 1], which add ``previous_bonus`` to the rank of their pixels."""
     if len(ids) != probabilities.shape[0]:
         raise ValueError(f"{len(ids)} ids for {probabilities.shape[0]} probability maps")
     if not ids:
         return torch.zeros(probabilities.shape[1:], dtype=torch.uint8, device=probabilities.device)
     best = torch.full_like(probabilities[0], threshold)
     winner = torch.zeros(probabilities.shape[1:], dtype=torch.uint8, device=probabilities.device)
-    for object_id, probability in zip(ids, probabilities):  # strictly greater: ties go to the lower index
-        better = probability > best
-        best = torch.where(better, probability, best)
+    for k, (object_id, probability) in enumerate(zip(ids, probabilities)):  # strictly greater: ties go to the lower index
+        rank = probability
+        if previous is not None and previous_bonus > 0:
+            rank = torch.where(probability > threshold, probability + previous_bonus * previous[k], probability)
+        better = rank > best
+        best = torch.where(better, rank, best)
         winner.masked_fill_(better, object_id)
     return winner
 
@@ -273,8 +284,7 @@ class Propagator:
             self.previous = warp_previous(self.previous, flow)
         full = self._probabilities(image, size, flow) if self.previous else {}
         ids = list(full)
-        labels = (merge_probabilities(torch.stack([full[i] for i in ids]), ids, self.config.threshold) if ids
-                  else torch.zeros(frame_size, dtype=torch.uint8, device=self.device))
+        labels = self._merge(full, ids, frame_size)
         new_ids: list[int] = []
         if given is not None:
             given_tensor = torch.as_tensor(given, device=self.device).to(torch.uint8)
@@ -286,6 +296,18 @@ class Propagator:
         self._carry(labels, [*ids, *(i for i in new_ids if i not in full)], size)
         self.index += 1
         return FrameResult(index=self.index - 1, image=image, labels=labels.cpu().numpy(), probabilities=full)
+
+    def _merge(self, full: Mapping[int, torch.Tensor], ids: list[int], frame_size: tuple[int, int]) -> torch.Tensor:
+        """The frame's labels from its objects' probabilities; several objects' previous masks (flow-warped) break
+        their rivalries (``previous_bonus``)."""
+        if not ids:
+            return torch.zeros(frame_size, dtype=torch.uint8, device=self.device)
+        previous = None
+        if len(ids) > 1 and self.config.previous_bonus > 0:
+            previous = F.interpolate(torch.stack([self.previous[i] for i in ids])[None], size=frame_size, mode="bilinear",
+                                     align_corners=False)[0]
+        return merge_probabilities(torch.stack([full[i] for i in ids]), ids, self.config.threshold, previous,
+                                   self.config.previous_bonus)
 
     def _probabilities(self, image: np.ndarray, size: tuple[int, int], flow: np.ndarray | None) -> dict[int, torch.Tensor]:
         """Frame-size probabilities of the tracked objects: RGB networks, blended with the motion stream's."""
